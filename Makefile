@@ -1,0 +1,55 @@
+# csvault: every target sets up what it needs (a .venv with pinned dependencies).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PORT ?= 8000
+HOST ?= 127.0.0.1
+export PORT HOST
+
+.PHONY: install run web worker beat migrate test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "csvault needs Python 3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
+## web and one worker (with the periodic reaper), foreground; Ctrl-C stops both
+run: migrate
+	scripts/run.sh
+
+## the WSGI server alone (gunicorn)
+web: migrate
+	$(BIN)/gunicorn config.wsgi --config scripts/gunicorn.conf.py
+
+## a Celery worker alone
+worker: install
+	$(BIN)/celery -A config worker --loglevel INFO --concurrency $${CELERY_CONCURRENCY:-2}
+
+## the periodic scheduler (reaper); run exactly one per deployment
+beat: install
+	$(BIN)/celery -A config beat --loglevel INFO --schedule $${CSVAULT_DATA_DIR:-var}/celerybeat-schedule
+
+## the test suite: embedded mode by default, PostgreSQL/Redis when DATABASE_URL etc. are set
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache

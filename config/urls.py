@@ -1,0 +1,34 @@
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from csvault.core.health import healthz
+from csvault.datasets import apis
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/datasets/", apis.DatasetListCreateApi.as_view(), name="dataset-list"),
+    path("api/datasets/<uuid:dataset_id>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
+    path(
+        "api/datasets/<uuid:dataset_id>/progress/",
+        apis.DatasetProgressApi.as_view(),
+        name="dataset-progress",
+    ),
+    path(
+        "api/datasets/<uuid:dataset_id>/rows/", apis.DatasetRowsApi.as_view(), name="dataset-rows"
+    ),
+    path(
+        "api/datasets/<uuid:dataset_id>/cancel/",
+        apis.DatasetCancelApi.as_view(),
+        name="dataset-cancel",
+    ),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+handler400 = "csvault.core.exceptions.json_400"
+handler404 = "csvault.core.exceptions.json_404"
+handler500 = "csvault.core.exceptions.json_500"

@@ -1,0 +1,40 @@
+"""The application's error types; one exception handler turns them into JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CsvaultError(Exception):
+    """Base of every error csvault reports to a client.
+
+    ``code`` is machine-readable, ``message`` is a sentence a person can act on,
+    ``extra`` adds fields such as ``row`` and ``column`` to the JSON error.
+    """
+
+    status_code = 400
+    default_code = "invalid"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, status_code: int | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        if status_code is not None:
+            self.status_code = status_code
+        self.extra = extra
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.extra}
+
+
+class UploadRejected(CsvaultError):
+    """The upload itself is refused (too large, not CSV, empty...)."""
+
+
+class NotReady(CsvaultError):
+    """The dataset exists but is not in a state that allows the request."""
+
+    status_code = 409
+    default_code = "not_ready"

@@ -1,0 +1,107 @@
+"""Dataset endpoints: thin views over services and selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from csvault.datasets.selectors import dataset_get, dataset_list, dataset_progress, dataset_row_page
+from csvault.datasets.serializers import (
+    DatasetSerializer,
+    DatasetUploadSerializer,
+    ProgressSerializer,
+    RowPageSerializer,
+    RowsQuerySerializer,
+)
+from csvault.datasets.services import dataset_cancel, dataset_create, dataset_delete
+
+
+class DatasetListCreateApi(GenericAPIView):  # type: ignore[type-arg]
+    parser_classes = [MultiPartParser]
+    serializer_class = DatasetSerializer
+
+    def get_queryset(self) -> Any:
+        return dataset_list(owner=self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(responses=DatasetSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(DatasetSerializer(page, many=True).data)
+
+    @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = DatasetUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        dataset = dataset_create(
+            owner=request.user,  # type: ignore[arg-type]
+            upload=data["file"],
+            name=data["name"],
+            has_header=data["has_header"],
+            delimiter=data["delimiter"],
+        )
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    @extend_schema(responses=DatasetSerializer)
+    def get(self, request: Request, dataset_id: str) -> Response:
+        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
+        return Response(DatasetSerializer(dataset).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, dataset_id: str) -> Response:
+        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
+        dataset_delete(dataset=dataset)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetProgressApi(APIView):
+    @extend_schema(responses=ProgressSerializer)
+    def get(self, request: Request, dataset_id: str) -> Response:
+        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
+        return Response(dataset_progress(dataset=dataset))
+
+
+class DatasetCancelApi(APIView):
+    @extend_schema(request=None, responses=DatasetSerializer)
+    def post(self, request: Request, dataset_id: str) -> Response:
+        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
+        return Response(DatasetSerializer(dataset_cancel(dataset=dataset)).data)
+
+
+class DatasetRowsApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Return rows numbered after this one."),
+            OpenApiParameter("limit", int, description="Rows per page (at most 1000)."),
+        ],
+        responses=RowPageSerializer,
+    )
+    def get(self, request: Request, dataset_id: str) -> Response:
+        query = RowsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
+        page = dataset_row_page(dataset=dataset, after=after, limit=limit)
+        next_url = None
+        if page.has_more:
+            last = page.rows[-1][0]
+            next_url = request.build_absolute_uri(
+                f"{request.path}?{urlencode({'after': last, 'limit': limit})}"
+            )
+        return Response(
+            {
+                "columns": page.columns,
+                "results": [{"row": n, "values": values} for n, values in page.rows],
+                "next": next_url,
+            }
+        )

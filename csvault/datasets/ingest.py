@@ -1,0 +1,242 @@
+"""The ingest service: decrypt the stored file, parse it, write encrypted rows.
+
+Resumable and idempotent. Each batch of rows is committed in one transaction
+together with the checkpoint (``rows_processed``) and the heartbeat; that
+transaction first re-checks, with a conditional UPDATE, that this run still
+owns the dataset (status ``processing`` and the same ``attempts`` value), so a
+cancelled dataset or a run superseded after a stall writes nothing more. A
+restarted run skips the rows before the checkpoint, and the composite primary
+key rejects any row written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db import close_old_connections, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from csvault.crypto.rows import RowCipher
+from csvault.crypto.stream import StreamDecryptError, open_decrypted
+from csvault.datasets.csvreader import CsvDataError, CsvLimits, open_csv
+from csvault.datasets.keys import HEADER_ROW, dataset_data_key
+from csvault.datasets.models import Dataset, DatasetStatus
+from csvault.datasets.rowstore import rows_delete, rows_write
+
+logger = logging.getLogger(__name__)
+
+CLAIMABLE = (DatasetStatus.PENDING, DatasetStatus.QUEUED)
+HEARTBEAT_EVERY_SECONDS = 5.0
+
+
+class LostOwnership(Exception):  # noqa: N818 - a signal, not an error
+    """The dataset was cancelled, deleted or taken over by another run."""
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    status: str
+    rows: int = 0
+
+
+def csv_limits() -> CsvLimits:
+    return CsvLimits(
+        max_columns=settings.CSVAULT_MAX_COLUMNS,
+        max_field_bytes=settings.CSVAULT_MAX_FIELD_BYTES,
+        max_rows=settings.CSVAULT_MAX_ROWS,
+    )
+
+
+def dataset_claim(*, dataset_id: uuid.UUID) -> int | None:
+    """Take the dataset for one ingest run; return its attempt number, or None.
+
+    Claimable: waiting datasets, and processing ones whose heartbeat is older
+    than ``CSVAULT_STALL_SECONDS`` (their worker died). A dataset that used up
+    ``CSVAULT_MAX_ATTEMPTS`` is failed instead, so a file that kills its
+    worker every time cannot loop forever.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
+    with transaction.atomic():
+        claimed = (
+            Dataset.objects.filter(id=dataset_id)
+            .filter(
+                Q(status__in=CLAIMABLE) | Q(status=DatasetStatus.PROCESSING, heartbeat_at__lt=stale)
+            )
+            .update(
+                status=DatasetStatus.PROCESSING,
+                attempts=F("attempts") + 1,
+                heartbeat_at=now,
+                started_at=Coalesce(F("started_at"), now),
+            )
+        )
+        if not claimed:
+            return None
+        attempt = Dataset.objects.values_list("attempts", flat=True).get(id=dataset_id)
+    if attempt > settings.CSVAULT_MAX_ATTEMPTS:
+        _finish_failed(
+            dataset_id,
+            attempt,
+            {
+                "code": "too_many_attempts",
+                "message": f"Ingest was started {attempt - 1} times without finishing; "
+                "giving up. The file may crash the worker; contact the operator.",
+            },
+        )
+        return None
+    return attempt
+
+
+def dataset_ingest(*, dataset_id: uuid.UUID) -> IngestOutcome:
+    """Run (or resume) the ingest of one dataset; safe to call more than once."""
+    attempt = dataset_claim(dataset_id=dataset_id)
+    if attempt is None:
+        logger.info("ingest of %s skipped: not claimable", dataset_id)
+        return IngestOutcome("skipped")
+    dataset = Dataset.objects.get(id=dataset_id)
+    try:
+        return _ingest(dataset, attempt)
+    except LostOwnership:
+        logger.info("ingest of %s stopped: no longer owned by attempt %s", dataset_id, attempt)
+        return IngestOutcome("stopped")
+    except Exception:
+        # Infrastructure trouble: hand the dataset back so a retry can claim it
+        # at once; if even that fails, the stale heartbeat lets the reaper do it.
+        _release(dataset_id, attempt)
+        raise
+
+
+def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
+    data_key = dataset_data_key(dataset)
+    cipher = RowCipher(data_key, dataset.id, attempt)
+    checkpoint = dataset.rows_processed
+    batch_rows = settings.CSVAULT_INGEST_BATCH_ROWS
+    started = time.monotonic()
+    storage = storages["datasets"]
+    try:
+        with storage.open(dataset.storage_key, "rb") as fh:
+            stream = open_csv(
+                open_decrypted(data_key, dataset.id, fh),
+                delimiter=dataset.delimiter,
+                has_header=dataset.has_header,
+                limits=csv_limits(),
+            )
+            _save_header(dataset, attempt, cipher, stream.columns)
+            batch: list[tuple[int, bytes]] = []
+            row_number = 0
+            last_touch = time.monotonic()
+            encrypt = cipher.encrypt
+            for values in stream:
+                row_number += 1
+                if row_number <= checkpoint:
+                    # Resuming: these rows are committed already. Keep the
+                    # heartbeat fresh while skipping a long prefix.
+                    if row_number % 100_000 == 0 and time.monotonic() - last_touch > 5:
+                        _touch(dataset.id, attempt)
+                        last_touch = time.monotonic()
+                    continue
+                batch.append((row_number, encrypt(row_number, values)))
+                if len(batch) >= batch_rows:
+                    _commit_batch(dataset.id, attempt, batch, row_number, stream.bytes_consumed)
+                    batch = []
+            _commit_batch(
+                dataset.id, attempt, batch, row_number, stream.bytes_consumed, complete=True
+            )
+    except CsvDataError as exc:
+        _finish_failed(dataset.id, attempt, exc.as_dict())
+        return IngestOutcome(DatasetStatus.FAILED, 0)
+    except StreamDecryptError as exc:
+        _finish_failed(
+            dataset.id,
+            attempt,
+            {"code": "file_corrupt", "message": f"The stored file failed its integrity check: {exc}"},
+        )
+        return IngestOutcome(DatasetStatus.FAILED, 0)
+    logger.info(
+        "ingest of %s completed: %d rows in %.2f s (attempt %d)",
+        dataset.id,
+        row_number,
+        time.monotonic() - started,
+        attempt,
+    )
+    return IngestOutcome(DatasetStatus.COMPLETED, row_number)
+
+
+def _owned(dataset_id: uuid.UUID, attempt: int):  # type: ignore[no-untyped-def]
+    return Dataset.objects.filter(
+        id=dataset_id, status=DatasetStatus.PROCESSING, attempts=attempt
+    )
+
+
+def _save_header(dataset: Dataset, attempt: int, cipher: RowCipher, columns: list[str]) -> None:
+    with transaction.atomic():
+        if not _owned(dataset.id, attempt).update(
+            columns_ciphertext=cipher.encrypt(HEADER_ROW, columns),
+            column_count=len(columns),
+            heartbeat_at=timezone.now(),
+        ):
+            raise LostOwnership
+
+
+def _commit_batch(
+    dataset_id: uuid.UUID,
+    attempt: int,
+    rows: list[tuple[int, bytes]],
+    last_row: int,
+    bytes_consumed: int,
+    *,
+    complete: bool = False,
+) -> None:
+    """Write a batch and move the checkpoint in one transaction (and finish, if last)."""
+    now = timezone.now()
+    fields: dict[str, object] = {
+        "heartbeat_at": now,
+        "bytes_processed": Greatest(F("bytes_processed"), bytes_consumed),
+    }
+    if rows:
+        fields["rows_processed"] = last_row
+    if complete:
+        fields.update(
+            status=DatasetStatus.COMPLETED,
+            row_count=last_row,
+            rows_processed=last_row,
+            bytes_processed=F("size"),
+            finished_at=now,
+        )
+    with transaction.atomic():
+        # The UPDATE comes first: it checks ownership and locks the dataset
+        # row, so a concurrent cancel or delete waits for this batch.
+        if not _owned(dataset_id, attempt).update(**fields):
+            raise LostOwnership
+        rows_write(dataset_id=dataset_id, rows=rows)
+
+
+def _touch(dataset_id: uuid.UUID, attempt: int) -> None:
+    if not _owned(dataset_id, attempt).update(heartbeat_at=timezone.now()):
+        raise LostOwnership
+
+
+def _finish_failed(dataset_id: uuid.UUID, attempt: int, error: dict[str, object]) -> None:
+    """Fail the dataset and drop any rows it got: a failed dataset shows nothing."""
+    with transaction.atomic():
+        if _owned(dataset_id, attempt).update(
+            status=DatasetStatus.FAILED, error=error, finished_at=timezone.now()
+        ):
+            rows_delete(dataset_id=dataset_id)
+    logger.info("ingest of %s failed: %s", dataset_id, error.get("code"))
+
+
+def _release(dataset_id: uuid.UUID, attempt: int) -> None:
+    try:
+        close_old_connections()  # drop a connection the error left broken
+        _owned(dataset_id, attempt).update(status=DatasetStatus.QUEUED)
+    except Exception:
+        logger.warning("could not release %s after an error", dataset_id, exc_info=True)

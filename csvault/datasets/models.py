@@ -1,0 +1,103 @@
+"""Datasets and their encrypted rows."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class DatasetStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SCANNING = "scanning", "Scanning"
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        DatasetStatus.COMPLETED,
+        DatasetStatus.REJECTED,
+        DatasetStatus.FAILED,
+        DatasetStatus.CANCELLED,
+    }
+)
+
+
+class Dataset(models.Model):
+    """One uploaded file and the state of its ingest.
+
+    The id is a random UUID (never a guessable integer in URLs). The header
+    names are stored encrypted (``columns_ciphertext``) like the rows; the file
+    in storage is encrypted with the same per-dataset data key, which is kept
+    only wrapped by a master key (``key_id``). Status changes are conditional
+    UPDATEs from the expected previous status (see services and ingest).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets"
+    )
+    name = models.CharField(max_length=255)
+    original_filename = models.CharField(max_length=255, blank=True)
+    storage_key = models.CharField(max_length=255)
+    size = models.BigIntegerField(help_text="Plaintext size of the uploaded file in bytes.")
+    sha256 = models.CharField(max_length=64)
+    has_header = models.BooleanField(default=True)
+    delimiter = models.CharField(max_length=1, default=",")
+    status = models.CharField(
+        max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.PENDING
+    )
+    columns_ciphertext = models.BinaryField(null=True, blank=True)
+    column_count = models.IntegerField(null=True, blank=True)
+    row_count = models.BigIntegerField(null=True, blank=True)
+    rows_processed = models.BigIntegerField(default=0)
+    bytes_processed = models.BigIntegerField(default=0)
+    error = models.JSONField(null=True, blank=True)
+    key_id = models.CharField(max_length=64)
+    wrapped_key = models.BinaryField()
+    attempts = models.IntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="dataset_owner_created"),
+            models.Index(fields=["status", "heartbeat_at"], name="dataset_status_heartbeat"),
+            models.Index(fields=["owner", "sha256"], name="dataset_owner_sha256"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=DatasetStatus.values), name="dataset_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class ProcessedData(models.Model):
+    """One row of one dataset, AES-256-GCM encrypted.
+
+    The composite primary key (dataset, row_number) makes a replayed batch
+    unable to duplicate a row.
+    """
+
+    pk = models.CompositePrimaryKey("dataset_id", "row_number")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="rows")
+    row_number = models.BigIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        verbose_name_plural = "processed data"

@@ -1,0 +1,95 @@
+"""Input validation and output shapes of the dataset API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from csvault.datasets.keys import dataset_columns
+from csvault.datasets.models import Dataset
+from csvault.datasets.selectors import ROWS_DEFAULT_LIMIT, ROWS_MAX_LIMIT, dataset_progress
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+    has_header = serializers.BooleanField(required=False, default=True)
+    delimiter = serializers.CharField(
+        required=False, default=",", min_length=1, max_length=1, trim_whitespace=False
+    )
+
+
+class ProgressSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    rows_processed = serializers.IntegerField()
+    bytes_processed = serializers.IntegerField()
+    bytes_total = serializers.IntegerField()
+    percent = serializers.FloatField()
+    rows_per_second = serializers.FloatField(allow_null=True)
+    eta_seconds = serializers.FloatField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    row = serializers.IntegerField(allow_null=True, required=False)
+    column = serializers.IntegerField(allow_null=True, required=False)
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    columns = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    filename = serializers.CharField(source="original_filename", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id",
+            "name",
+            "filename",
+            "status",
+            "row_count",
+            "columns",
+            "size",
+            "sha256",
+            "has_header",
+            "delimiter",
+            "progress",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_columns(self, obj: Dataset) -> list[str]:
+        return dataset_columns(obj)
+
+    @staticmethod
+    def _progress(obj: Dataset) -> dict[str, Any]:
+        return dataset_progress(dataset=obj)
+
+    def get_progress(self, obj: Dataset) -> ProgressSerializer:
+        return self._progress(obj)  # type: ignore[return-value]
+
+    def get_error(self, obj: Dataset) -> ErrorSerializer | None:
+        return obj.error  # type: ignore[return-value]
+
+
+class RowsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, default=0, min_value=0)
+    limit = serializers.IntegerField(
+        required=False, default=ROWS_DEFAULT_LIMIT, min_value=1, max_value=ROWS_MAX_LIMIT
+    )
+
+
+class RowSerializer(serializers.Serializer):
+    row = serializers.IntegerField()
+    values = serializers.ListField(child=serializers.CharField())
+
+
+class RowPageSerializer(serializers.Serializer):
+    columns = serializers.ListField(child=serializers.CharField())
+    results = RowSerializer(many=True)
+    next = serializers.URLField(allow_null=True)

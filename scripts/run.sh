@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# make run: web server and one worker (with the reaper schedule) in the
+# foreground; Ctrl-C (or either process dying) stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+DATA_DIR="${CSVAULT_DATA_DIR:-var}"
+mkdir -p "$DATA_DIR"
+
+"$BIN/gunicorn" config.wsgi --config scripts/gunicorn.conf.py &
+WEB=$!
+"$BIN/celery" -A config worker --beat --loglevel INFO \
+  --concurrency "${CELERY_CONCURRENCY:-2}" \
+  --schedule "$DATA_DIR/celerybeat-schedule" &
+WORKER=$!
+
+stop() { kill -TERM "$WEB" "$WORKER" 2>/dev/null || true; wait || true; }
+trap stop INT TERM EXIT
+
+cat <<MSG
+
+  csvault is running at http://${HOST:-127.0.0.1}:${PORT:-8000}/  (API docs: /api/docs/)
+
+  Create a user and get an API token (the token is the last line printed):
+    .venv/bin/python manage.py createuser alice --password 'choose-a-long-one'
+  Then upload a file:
+    curl -H "Authorization: Token TOKEN" -F file=@data.csv http://${HOST:-127.0.0.1}:${PORT:-8000}/api/datasets/
+  Ctrl-C stops the web server and the worker.
+
+MSG
+wait -n "$WEB" "$WORKER"

@@ -1,0 +1,81 @@
+"""End to end through a real Celery worker process and the configured broker and database."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from csvault.datasets.models import ProcessedData
+from tests.conftest import upload, wait_for_status
+from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
+
+pytestmark = pytest.mark.integration
+
+
+def read_all_rows(api, dataset_id):
+    rows, url = [], f"/api/datasets/{dataset_id}/rows/?limit=1000"
+    while url:
+        body = api.get(url).json()
+        rows.extend(body["results"])
+        url = body["next"]
+    return body["columns"], rows
+
+
+def test_a_worker_ingests_20000_tricky_rows_value_for_value(celery_worker, api):
+    rows = tricky_rows(20_000)
+    response = upload(api, to_csv(rows))
+    assert response.status_code == 201
+    dataset_id = response.json()["id"]
+    dataset = wait_for_status(dataset_id, {"completed", "failed"})
+    assert dataset.status == "completed", dataset.error
+    detail = api.get(f"/api/datasets/{dataset_id}/").json()
+    assert detail["row_count"] == 20_000
+    assert detail["progress"]["percent"] == 100.0
+    assert detail["progress"]["rows_per_second"] > 0
+    columns, got = read_all_rows(api, dataset_id)
+    assert columns == HEADER
+    assert [r["row"] for r in got] == list(range(1, 20_001))
+    assert [r["values"] for r in got] == rows
+
+
+def test_a_worker_fails_a_ragged_file_naming_its_row(celery_worker, api):
+    content = to_csv(tricky_rows(500)) + b"1,2,3\r\n" + to_csv(tricky_rows(10), header=None)
+    dataset_id = upload(api, content).json()["id"]
+    dataset = wait_for_status(dataset_id, {"completed", "failed"})
+    assert dataset.status == "failed"
+    assert dataset.error["code"] == "ragged_row"
+    assert dataset.error["row"] == 501
+    assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
+    assert api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 409
+
+
+def _database_dump() -> bytes:
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return Path(connection.settings_dict["NAME"]).read_bytes()
+    pg_dump = shutil.which("pg_dump")
+    assert pg_dump, "pg_dump is needed to check the database dump"
+    db = connection.settings_dict
+    return subprocess.run(
+        [pg_dump, "-h", db["HOST"] or "localhost", "-p", str(db["PORT"] or 5432),
+         "-U", db["USER"] or "postgres", "--data-only", db["NAME"]],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+
+
+def test_no_cell_value_is_in_plain_text_in_the_database_or_the_data_dir(celery_worker, api):
+    rows = tricky_rows(5000)
+    dataset_id = upload(api, to_csv(rows)).json()["id"]
+    assert wait_for_status(dataset_id, {"completed", "failed"}).status == "completed"
+    marker = MARKER.encode()
+    dump = _database_dump()
+    assert len(dump) > 5000 * 50  # the rows are in there, as ciphertext
+    assert marker not in dump
+    assert b"name 4999" not in dump
+    for path in Path(settings.DATA_DIR).rglob("*"):
+        if path.is_file():
+            assert marker not in path.read_bytes(), path
