@@ -158,7 +158,7 @@ if not STORAGE_URL.startswith("file://"):
     )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
     "datasets": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": STORAGE_URL.removeprefix("file://"), "file_permissions_mode": 0o600},
@@ -172,6 +172,7 @@ FILE_UPLOAD_HANDLERS = ["csvault.datasets.uploads.EncryptingUploadHandler"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 
 # --- auth and API -------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -64,6 +64,8 @@ def _private_queue() -> None:
 def _plain_http(settings: Any) -> None:
     # Production settings redirect to HTTPS; the test client speaks plain HTTP.
     settings.SECURE_SSL_REDIRECT = False
+    # A fast hasher: the production one costs about a second per user created.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -1,0 +1,619 @@
+"""Stream an uploaded CSV file row by row, in constant memory, and validate it.
+
+``open_csv(chunks)`` takes the file as an iterable of byte chunks of any size
+(for example 64 KiB pieces from the decrypting reader), reads the header at
+once and returns a :class:`CsvStream`; iterating the stream yields each data
+row as a ``list[str]``. The first problem found raises :class:`CsvDataError`,
+which says what is wrong and where (row, column, physical line, byte offset).
+
+Format rules (the documented behaviour the rest of csvault relies on):
+
+* Encoding: UTF-8, strictly; a UTF-8 byte order mark is dropped. A file that
+  starts with a UTF-16 LE/BE byte order mark is read as UTF-16. A file that
+  looks like UTF-16 without a byte order mark is refused. Any NUL character is
+  refused.
+* Syntax: what :func:`csv.reader` accepts with ``strict=True`` and the default
+  double-quote escaping. A quote inside an unquoted value (``a,b"c,d``) is
+  kept as a literal character, as Excel and lenient RFC 4180 readers do; a
+  closing quote followed by anything but the delimiter or the end of the line
+  (``"b"c``) is an error.
+* Line ends: LF, CRLF and lone CR all end a line; the last line may lack one.
+* Blank lines outside quotes are skipped: they are not rows and do not count
+  in row numbers (a one-column file writes an empty value as ``""``, which is
+  a row). Blank lines inside a quoted value are part of the value.
+* Values are returned exactly as written: no trimming, no type conversion,
+  empty strings kept, line breaks inside quoted values kept verbatim.
+* Header: the first non-blank row. Its names must be non-blank and unique
+  (compared exactly); they are kept exactly. A header-only file has no rows.
+  With ``has_header=False`` the columns are named ``column_1`` ... and the
+  first row is data row 1.
+* Every data row must have as many fields as the header.
+
+Numbering in errors: ``row`` is the 1-based data row (1 = the first row after
+the header; blank lines are not counted) and is ``None`` for problems in the
+header itself; ``line`` is the 1-based physical line (CR, LF and CRLF each end
+one) where the row starts, or where the problem is when that is more precise;
+``column`` is 1-based; ``offset`` is the 0-based byte offset in the raw input,
+byte order mark included.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DEFAULT_LIMITS", "CsvDataError", "CsvLimits", "CsvStream", "open_csv"]
+
+
+@dataclass(frozen=True)
+class CsvLimits:
+    """Upper bounds that keep a hostile or broken file from exhausting the worker.
+
+    ``max_field_bytes`` is applied as :func:`csv.field_size_limit`, which counts
+    characters. ``max_line_chars`` bounds one physical line (the reader holds at
+    most one line, plus one chunk, in memory); it should stay well above
+    ``max_field_bytes``, or long single-line values are reported as
+    ``line_too_long`` rather than ``field_too_large``.
+    """
+
+    max_columns: int = 1000
+    max_field_bytes: int = 1_048_576
+    max_rows: int = 100_000_000
+    max_line_chars: int = 16 * 1_048_576
+
+
+DEFAULT_LIMITS = CsvLimits()
+
+
+class CsvDataError(Exception):
+    """The file is not acceptable CSV; says what is wrong and where.
+
+    ``code`` is machine-readable; ``message`` is a sentence a person can act
+    on. ``row``, ``column``, ``line`` and ``offset`` locate the problem as far
+    as it is known (see the module docstring for their numbering) and are
+    ``None`` otherwise.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        row: int | None = None,
+        column: int | None = None,
+        line: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.row = row
+        self.column = column
+        self.line = line
+        self.offset = offset
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception pickling replays ``self.args`` (the message only); keep every field.
+        return (
+            type(self),
+            (self.code, self.message, self.row, self.column, self.line, self.offset),
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        """All six fields, ``None`` included, for storing or returning as JSON."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "row": self.row,
+            "column": self.column,
+            "line": self.line,
+            "offset": self.offset,
+        }
+
+
+class _SourceError(Exception):
+    """A byte- or line-level problem, raised inside the feed of ``csv.reader``.
+
+    It travels through the C reader (which passes on exceptions from its input)
+    to the row loop, which knows the row number and turns it into a
+    :class:`CsvDataError`.
+    """
+
+    def __init__(self, code: str, line: int, offset: int | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.line = line
+        self.offset = offset
+
+
+_Decoder = Callable[[bytes, str, bool], tuple[str, int]]
+_DECODERS: dict[str, _Decoder] = {
+    "utf-8": codecs.utf_8_decode,
+    "utf-16-le": codecs.utf_16_le_decode,
+    "utf-16-be": codecs.utf_16_be_decode,
+}
+# Bytes looked at before deciding the encoding.
+_SNIFF_BYTES = 64
+# Characters str.splitlines() breaks on but csv does not treat as line ends;
+# the few chunks that contain one are split the slow, exact way.
+_ASCII_EXTRA_BREAKS = ("\v", "\f", "\x1c", "\x1d", "\x1e")
+_EXTRA_BREAKS = (*_ASCII_EXTRA_BREAKS, "\x85", "\u2028", "\u2029")
+_QUOTE_RUN = re.compile('"+')
+
+
+def _split_lines(text: str) -> list[str]:
+    """Split on CR, LF and CRLF only, keeping the line ends (as csv needs)."""
+    extra = _ASCII_EXTRA_BREAKS if text.isascii() else _EXTRA_BREAKS
+    for char in extra:
+        if char in text:
+            return io.StringIO(text, newline="").readlines()
+    return text.splitlines(keepends=True)
+
+
+def _line_breaks(values: list[str]) -> int:
+    """How many physical line ends lie inside the (quoted) values of a row."""
+    return sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in values)
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """True when NULs sit in every other byte, as in BOM-less UTF-16 text."""
+    sample = head[:_SNIFF_BYTES]
+    pairs = len(sample) // 2
+    if not pairs or b"\0" not in sample:
+        return False
+    little = sum(1 for i in range(0, 2 * pairs, 2) if sample[i] and not sample[i + 1])
+    big = sum(1 for i in range(0, 2 * pairs, 2) if not sample[i] and sample[i + 1])
+    return 2 * max(little, big) >= pairs
+
+
+class _LineSource:
+    """Pull byte chunks lazily, decode them and cut the text into physical lines.
+
+    ``batches()`` yields one list of complete lines per chunk (csv.reader wants
+    one line per item, and ``itertools.chain`` flattens the lists at C speed).
+    Decoding is done here rather than in a TextIOWrapper so that the byte
+    offset of an invalid sequence or a NUL is exact: the absolute offset of
+    every decoded buffer is known.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], limits: CsvLimits) -> None:
+        self.bytes_consumed = 0
+        self.lines_emitted = 0
+        self._chunks = iter(chunks)
+        self._max_line = limits.max_line_chars
+        # The unfinished last line, in pieces (joined once it is complete, so a
+        # line spread over many small chunks costs linear time).
+        self._carry: list[str] = []
+        self._carry_chars = 0
+        self._error: _SourceError | None = None
+        # The most recent lines (first line number, lines, characters): enough
+        # to hold a maximal quoted value (twice the limit if every character is
+        # a doubled quote) and so to find where an unclosed quote opened.
+        self._recent: deque[tuple[int, list[str], int]] = deque()
+        self._recent_chars = 0
+        self._recent_keep = 2 * limits.max_field_bytes + 2
+
+        head = self._read_head()
+        if head.startswith(codecs.BOM_UTF8):
+            self.encoding, skip = "utf-8", len(codecs.BOM_UTF8)
+        elif head.startswith(codecs.BOM_UTF16_LE):
+            self.encoding, skip = "utf-16-le", len(codecs.BOM_UTF16_LE)
+        elif head.startswith(codecs.BOM_UTF16_BE):
+            self.encoding, skip = "utf-16-be", len(codecs.BOM_UTF16_BE)
+        elif _looks_like_utf16(head):
+            raise CsvDataError(
+                "utf16_without_bom",
+                "The file looks like UTF-16 text without a byte order mark. "
+                "Save it as UTF-8 (or UTF-16 with a byte order mark) and upload it again.",
+            )
+        else:
+            self.encoding, skip = "utf-8", 0
+        self._decode = _DECODERS[self.encoding]
+        self._head = head[skip:]
+        self._start = skip
+
+    def _read_head(self) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self._chunks:
+            parts.append(bytes(chunk))
+            size += len(chunk)
+            self.bytes_consumed = size
+            if size >= _SNIFF_BYTES:
+                break
+        return b"".join(parts)
+
+    def _pull(self) -> Iterator[bytes]:
+        yield self._head
+        for chunk in self._chunks:
+            self.bytes_consumed += len(chunk)
+            # bytes() only for other buffer types: slicing and concatenation
+            # below need real bytes.
+            yield chunk if type(chunk) is bytes else bytes(chunk)
+
+    def batches(self) -> Iterator[list[str]]:
+        """Yield lists of complete lines; raise _SourceError after the good lines."""
+        pending = b""  # an incomplete character left over from the previous chunk
+        base = self._start  # absolute byte offset of the next buffer to decode
+        for chunk in self._pull():
+            buf = pending + chunk if pending else chunk
+            lines, used = self._decode_lines(buf, base, final=False)
+            if lines:
+                yield lines
+            if self._error is not None:
+                raise self._error
+            pending = buf[used:]
+            base += used
+        lines, _ = self._decode_lines(pending, base, final=True)
+        if lines:
+            yield lines
+        if self._error is not None:
+            raise self._error
+
+    def _decode_lines(self, buf: bytes, base: int, *, final: bool) -> tuple[list[str], int]:
+        """Decode ``buf`` (starting at absolute offset ``base``) into complete lines.
+
+        Returns the lines and how many bytes were used; on invalid bytes returns
+        the lines before them and sets ``_error``.
+        """
+        try:
+            text, used = self._decode(buf, "strict", final)
+        except UnicodeDecodeError as exc:
+            text, _ = self._decode(buf[: exc.start], "strict", False)
+            lines = self._checked_lines(text, base, final=False)
+            code = "invalid_utf8" if self.encoding == "utf-8" else "invalid_utf16"
+            return self._fail(lines, code, base + exc.start), exc.start
+        return self._checked_lines(text, base, final=final), used
+
+    def _checked_lines(self, text: str, base: int, *, final: bool) -> list[str]:
+        # str.find is a memchr-speed scan; NUL is rare, so locate it only when present.
+        nul = text.find("\0")
+        if nul < 0:
+            return self._lines(text, final=final)
+        before = text[:nul]
+        lines = self._lines(before, final=False)
+        return self._fail(lines, "nul_byte", base + len(before.encode(self.encoding)))
+
+    def _fail(self, lines: list[str], code: str, offset: int) -> list[str]:
+        """Record a bad character found right after ``lines`` (unless a problem came first)."""
+        if self._error is not None:
+            return lines
+        if self._carry and self._carry[-1].endswith("\r"):
+            # The CR that was held back in case an LF followed ended its line:
+            # hand that line over, so the row count includes it.
+            ended = ["".join(self._carry)]
+            self._carry = []
+            self._carry_chars = 0
+            self._hand_out(ended, len(ended[0]))
+            lines = lines + ended
+        self._error = _SourceError(code, self.lines_emitted + 1, offset)
+        return lines
+
+    def _lines(self, text: str, *, final: bool) -> list[str]:
+        """Append ``text`` to the unfinished line and return the lines now complete."""
+        carry = self._carry
+        if not text and (not final or not carry):
+            return []
+        lines = _split_lines(text) if text else []
+        carried = self._carry_chars
+        if carry:
+            if carry[-1].endswith("\r"):
+                # A CR at the end of the last chunk: CRLF if this text starts with LF.
+                joined = "".join(carry)
+                if lines and lines[0] == "\n":
+                    lines[0] = joined + "\n"
+                else:
+                    lines.insert(0, joined)
+            elif not lines:
+                lines = ["".join(carry)]
+            elif len(lines) == 1 and not final and not lines[0].endswith("\n"):
+                # Still the same line: keep collecting its pieces.
+                carry.append(lines[0])
+                self._carry_chars += len(lines[0])
+                self._check_carry(0)
+                return []
+            else:
+                lines[0] = "".join(carry) + lines[0]
+            self._carry = []
+            self._carry_chars = 0
+        if not final and not lines[-1].endswith("\n"):
+            # Unfinished, or a CR that may be the first half of a CRLF.
+            last = lines.pop()
+            self._carry = [last]
+            self._carry_chars = len(last)
+        if len(text) + carried > self._max_line:
+            # Only then can a complete line be too long; cheap to skip otherwise.
+            for index, line in enumerate(lines):
+                if len(line) > self._max_line:
+                    del lines[index:]
+                    self._error = _SourceError("line_too_long", self.lines_emitted + index + 1)
+                    self._carry = []
+                    self._carry_chars = 0
+                    break
+        self._check_carry(len(lines))
+        if lines:
+            self._hand_out(lines, carried + len(text) - self._carry_chars)
+        return lines
+
+    def _check_carry(self, complete: int) -> None:
+        if self._error is None and self._carry_chars > self._max_line:
+            self._error = _SourceError("line_too_long", self.lines_emitted + complete + 1)
+
+    def _hand_out(self, lines: list[str], chars: int) -> None:
+        """Count ``lines`` (``chars`` characters in all) as handed to csv, and remember them."""
+        self._recent.append((self.lines_emitted + 1, lines, chars))
+        self._recent_chars += chars
+        self.lines_emitted += len(lines)
+        recent = self._recent
+        while self._recent_chars - recent[0][2] >= self._recent_keep:
+            self._recent_chars -= recent.popleft()[2]
+
+    def open_quote_line(self) -> int | None:
+        """At end of input inside a quoted value: the line where that quote opened.
+
+        csv stops a quoted value at ``max_field_bytes`` characters, so the
+        opening quote lies within the remembered lines (at most twice as many). Inside the value every
+        quote is doubled, so the last run of an odd number of quotes is the
+        opening quote (plus any doubled quotes right after it).
+        """
+        first_line = self._recent[0][0] if self._recent else 1
+        lines = [line for _, batch, _ in self._recent for line in batch]
+        text = "".join(lines)
+        opening = None
+        for run in _QUOTE_RUN.finditer(text):
+            if len(run.group()) % 2:
+                opening = run.start()
+        if opening is None:
+            return None
+        position = 0
+        for number, line in enumerate(lines, start=first_line):
+            position += len(line)
+            if position > opening:
+                return number
+        return None
+
+
+def _check_delimiter(delimiter: object) -> None:
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n\0':
+        raise CsvDataError(
+            "invalid_delimiter",
+            "The delimiter must be a single character other than a double quote, "
+            f"CR, LF or NUL; got {delimiter!r}.",
+        )
+
+
+def _describe(char: str) -> str:
+    names = {"\t": "a tab", " ": "a space", ",": "a comma", ";": "a semicolon", "|": "a pipe"}
+    return names.get(char, repr(char))
+
+
+class CsvStream:
+    """An open CSV file: ``columns`` at once, then the data rows on iteration.
+
+    Create it with :func:`open_csv`. Iteration is single-pass: it consumes the
+    chunk iterable as it goes and yields ``list[str]`` rows in file order (the
+    caller counts them: the first is row 1). ``bytes_consumed`` tells how many
+    raw bytes have been pulled from the input so far (it may run up to one
+    chunk ahead of the rows yielded), for progress reports.
+    """
+
+    columns: list[str]
+    encoding: str
+
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        delimiter: str = ",",
+        has_header: bool = True,
+        limits: CsvLimits = DEFAULT_LIMITS,
+    ) -> None:
+        _check_delimiter(delimiter)
+        self._limits = limits
+        self._has_header = has_header
+        self._delimiter = delimiter
+        self._source = _LineSource(chunks, limits)
+        self.encoding = self._source.encoding
+        # Process-global; the C reader reads it as it parses, so set it per open.
+        csv.field_size_limit(limits.max_field_bytes)
+        self._reader = csv.reader(
+            itertools.chain.from_iterable(self._source.batches()),
+            delimiter=delimiter,
+            strict=True,
+        )
+        self._first_row: list[str] | None = None
+        self.columns = self._read_header()
+        self._rows = self._iterate()
+
+    @property
+    def bytes_consumed(self) -> int:
+        """Raw input bytes pulled from the chunk iterable so far."""
+        return self._source.bytes_consumed
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return self._rows
+
+    def _read_header(self) -> list[str]:
+        row_label = None if self._has_header else 1
+        first: list[str] | None = None
+        try:
+            for row in self._reader:
+                if row:  # blank lines come out as []
+                    first = row
+                    break
+        except csv.Error as exc:
+            raise self._csv_error(exc, row_label) from None
+        except _SourceError as exc:
+            raise self._source_error(exc, row_label) from None
+        what = "the header" if self._has_header else "the first row"
+        if first is None:
+            message = (
+                "The file is empty; expected a header row."
+                if self._has_header
+                else "The file is empty; expected at least one row."
+            )
+            raise CsvDataError("empty_file", message)
+        line = self._reader.line_num - _line_breaks(first)
+        if len(first) > self._limits.max_columns:
+            raise CsvDataError(
+                "too_many_columns",
+                f"{what.capitalize()} has {len(first)} columns; "
+                f"at most {self._limits.max_columns:,} are allowed.",
+                row=row_label,
+                column=self._limits.max_columns + 1,
+                line=line,
+            )
+        if not self._has_header:
+            self._first_row = first
+            return [f"column_{i}" for i in range(1, len(first) + 1)]
+        seen: dict[str, int] = {}
+        for column, name in enumerate(first, start=1):
+            if not name.strip():
+                raise CsvDataError(
+                    "empty_header",
+                    f"Column {column} of the header is empty.",
+                    column=column,
+                    line=line,
+                )
+            if name in seen:
+                raise CsvDataError(
+                    "duplicate_header",
+                    f"Header names '{name}' twice (columns {seen[name]} and {column}).",
+                    column=column,
+                    line=line,
+                )
+            seen[name] = column
+        return first
+
+    def _iterate(self) -> Iterator[list[str]]:
+        # The hot loop: one length check and one count per row, locals only.
+        reader = self._reader
+        width = len(self.columns)
+        max_rows = self._limits.max_rows
+        count = 0
+        try:
+            if self._first_row is not None:
+                first, self._first_row = self._first_row, None
+                count = 1
+                if count > max_rows:
+                    raise self._too_many_rows(first, count)
+                yield first
+            for row in reader:
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line
+                    raise self._ragged(row, count + 1)
+                count += 1
+                if count > max_rows:
+                    raise self._too_many_rows(row, count)
+                yield row
+        except csv.Error as exc:
+            raise self._csv_error(exc, count + 1) from None
+        except _SourceError as exc:
+            raise self._source_error(exc, count + 1) from None
+
+    def _row_line(self, row: list[str]) -> int:
+        """The line a just-parsed row starts on (the reader counts up to its end)."""
+        return self._reader.line_num - _line_breaks(row)
+
+    def _ragged(self, row: list[str], number: int) -> CsvDataError:
+        width = len(self.columns)
+        line = self._row_line(row)
+        like = "the header" if self._has_header else "the first row"
+        return CsvDataError(
+            "ragged_row",
+            f"Row {number} (line {line}) has {len(row)} fields; expected {width} like {like}.",
+            row=number,
+            column=min(len(row), width) + 1,
+            line=line,
+        )
+
+    def _too_many_rows(self, row: list[str], number: int) -> CsvDataError:
+        line = self._row_line(row)
+        return CsvDataError(
+            "too_many_rows",
+            f"The file has more than {self._limits.max_rows:,} rows, the most allowed "
+            f"(row {number} is on line {line}).",
+            row=number,
+            line=line,
+        )
+
+    @staticmethod
+    def _where(line: int, row: int | None) -> str:
+        return f"line {line} (the header)" if row is None else f"line {line} (row {row})"
+
+    def _csv_error(self, exc: csv.Error, row: int | None) -> CsvDataError:
+        text = str(exc)
+        line = self._reader.line_num
+        if text.startswith("field larger than field limit"):
+            return CsvDataError(
+                "field_too_large",
+                f"A value on {self._where(line, row)} is longer than "
+                f"{self._limits.max_field_bytes:,} characters, the most allowed. "
+                "If a quote is missing, a value may run on past its line.",
+                row=row,
+                line=line,
+            )
+        if text == "unexpected end of data":
+            line = self._source.open_quote_line() or line
+            return CsvDataError(
+                "unterminated_quote",
+                f"The quoted value starting on {self._where(line, row)} is never closed; "
+                "the file ends inside it. Add the missing closing quote.",
+                row=row,
+                line=line,
+            )
+        if "expected after" in text:
+            return CsvDataError(
+                "bad_quote",
+                f"On {self._where(line, row)}, a closing quote is followed by other text; "
+                f"it must be followed by {_describe(self._delimiter)} or the end of the line. "
+                'Write a quote inside a quoted value as two quotes ("").',
+                row=row,
+                line=line,
+            )
+        return CsvDataError(
+            "malformed_csv",
+            f"The CSV is malformed on {self._where(line, row)}: {text}.",
+            row=row,
+            line=line,
+        )
+
+    def _source_error(self, exc: _SourceError, row: int | None) -> CsvDataError:
+        line, offset = exc.line, exc.offset
+        place = f"line {line}, in the header" if row is None else f"line {line}, row {row}"
+        messages = {
+            "invalid_utf8": f"Invalid UTF-8 at byte offset {offset} ({place}). "
+            "Save the file as UTF-8 and upload it again.",
+            "invalid_utf16": f"Invalid UTF-16 at byte offset {offset} ({place}).",
+            "nul_byte": f"The file contains a NUL character at byte offset {offset} ({place}); "
+            "it may be a binary file, or text in another encoding than UTF-8.",
+            "line_too_long": f"Line {line} is longer than "
+            f"{self._limits.max_line_chars:,} characters, the most allowed.",
+        }
+        return CsvDataError(exc.code, messages[exc.code], row=row, line=line, offset=offset)
+
+
+def open_csv(
+    chunks: Iterable[bytes],
+    *,
+    delimiter: str = ",",
+    has_header: bool = True,
+    limits: CsvLimits = DEFAULT_LIMITS,
+) -> CsvStream:
+    """Open a CSV file given as byte chunks; read its header (or first row) now.
+
+    Raises :class:`CsvDataError` for a bad delimiter, encoding or header, or a
+    problem in the first row; later problems are raised while iterating.
+    Sets :func:`csv.field_size_limit` (process-wide) to ``limits.max_field_bytes``.
+    """
+    return CsvStream(chunks, delimiter=delimiter, has_header=has_header, limits=limits)
