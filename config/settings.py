@@ -51,8 +51,8 @@ if EMBEDDED:
     )
 elif not SECRET_KEY or not CSVAULT_MASTER_KEYS:
     raise ImproperlyConfigured(
-        "DATABASE_URL names PostgreSQL (production mode) but DJANGO_SECRET_KEY or CSVAULT_MASTER_KEYS "
-        "is missing; refusing to start."
+        "DATABASE_URL names PostgreSQL (production mode) but DJANGO_SECRET_KEY or "
+        "CSVAULT_MASTER_KEYS is missing; refusing to start."
     )
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -142,7 +142,11 @@ if CACHE_URL:
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": "csvault",
             # A cache outage degrades to the database instead of a 500.
-            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+            "OPTIONS": {
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
         }
     }
     DJANGO_REDIS_IGNORE_EXCEPTIONS = True
@@ -161,7 +165,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
     "datasets": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": STORAGE_URL.removeprefix("file://"), "file_permissions_mode": 0o600},
+        "OPTIONS": {
+            "location": STORAGE_URL.removeprefix("file://"),
+            "file_permissions_mode": 0o600,
+        },
     },
 }
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
@@ -229,12 +236,13 @@ CSVAULT_MAX_ATTEMPTS = env.int("CSVAULT_MAX_ATTEMPTS", default=5)
 _broker_dir = DATA_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:

@@ -38,7 +38,7 @@ def tricky_rows(n: int, seed: int = 7) -> list[list[str]]:
                 f"{MARKER}-{i}" if i % 1000 == 1 else f"name {i}",
                 rnd.choice(_TRICKY),
                 f"{rnd.uniform(-1e6, 1e6):.2f}",
-                rnd.choice(["=1+2", "@SUM(A1)", "-3", "+1", "=HYPERLINK(\"x\")"]),
+                rnd.choice(["=1+2", "@SUM(A1)", "-3", "+1", '=HYPERLINK("x")']),
                 "",
                 rnd.choice(["  a", "b  ", " c "]),
                 rnd.choice(_TRICKY),

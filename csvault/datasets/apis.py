@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from csvault.datasets.models import Dataset
 from csvault.datasets.selectors import dataset_get, dataset_list, dataset_progress, dataset_row_page
 from csvault.datasets.serializers import (
     DatasetSerializer,
@@ -24,7 +25,7 @@ from csvault.datasets.serializers import (
 from csvault.datasets.services import dataset_cancel, dataset_create, dataset_delete
 
 
-class DatasetListCreateApi(GenericAPIView):  # type: ignore[type-arg]
+class DatasetListCreateApi(GenericAPIView[Dataset]):
     parser_classes = [MultiPartParser]
     serializer_class = DatasetSerializer
 

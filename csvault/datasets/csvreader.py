@@ -143,6 +143,8 @@ _DECODERS: dict[str, _Decoder] = {
 }
 # Bytes looked at before deciding the encoding.
 _SNIFF_BYTES = 64
+# Decoded texts shorter than this are merged in the window of recent text.
+_SMALL_TEXT = 8192
 # Characters str.splitlines() breaks on but csv does not treat as line ends;
 # the few chunks that contain one are split the slow, exact way.
 _ASCII_EXTRA_BREAKS = ("\v", "\f", "\x1c", "\x1d", "\x1e")
@@ -195,10 +197,12 @@ class _LineSource:
         self._carry: list[str] = []
         self._carry_chars = 0
         self._error: _SourceError | None = None
-        # The most recent lines (first line number, lines, characters): enough
-        # to hold a maximal quoted value (twice the limit if every character is
-        # a doubled quote) and so to find where an unclosed quote opened.
-        self._recent: deque[tuple[int, list[str], int]] = deque()
+        # The most recent decoded text, as (line number of its first character,
+        # text) pairs: enough to hold a maximal quoted value (twice the limit if
+        # every character is a doubled quote), to find where an unclosed quote
+        # opened. Whole chunk strings, not lines: keeping lines alive longer
+        # than csv needs them costs more than everything else here.
+        self._recent: deque[tuple[int, str]] = deque()
         self._recent_chars = 0
         self._recent_keep = 2 * limits.max_field_bytes + 2
 
@@ -226,7 +230,7 @@ class _LineSource:
         size = 0
         for chunk in self._chunks:
             parts.append(bytes(chunk))
-            size += len(chunk)
+            size += len(parts[-1])
             self.bytes_consumed = size
             if size >= _SNIFF_BYTES:
                 break
@@ -235,10 +239,11 @@ class _LineSource:
     def _pull(self) -> Iterator[bytes]:
         yield self._head
         for chunk in self._chunks:
-            self.bytes_consumed += len(chunk)
             # bytes() only for other buffer types: slicing and concatenation
-            # below need real bytes.
-            yield chunk if type(chunk) is bytes else bytes(chunk)
+            # below need real bytes (and len() must count bytes).
+            data = chunk if type(chunk) is bytes else bytes(chunk)
+            self.bytes_consumed += len(data)
+            yield data
 
     def batches(self) -> Iterator[list[str]]:
         """Yield lists of complete lines; raise _SourceError after the good lines."""
@@ -278,6 +283,7 @@ class _LineSource:
         # str.find is a memchr-speed scan; NUL is rare, so locate it only when present.
         nul = text.find("\0")
         if nul < 0:
+            self._remember(text)
             return self._lines(text, final=final)
         before = text[:nul]
         lines = self._lines(before, final=False)
@@ -293,7 +299,7 @@ class _LineSource:
             ended = ["".join(self._carry)]
             self._carry = []
             self._carry_chars = 0
-            self._hand_out(ended, len(ended[0]))
+            self.lines_emitted += 1
             lines = lines + ended
         self._error = _SourceError(code, self.lines_emitted + 1, offset)
         return lines
@@ -340,46 +346,47 @@ class _LineSource:
                     self._carry_chars = 0
                     break
         self._check_carry(len(lines))
-        if lines:
-            self._hand_out(lines, carried + len(text) - self._carry_chars)
+        self.lines_emitted += len(lines)
         return lines
 
     def _check_carry(self, complete: int) -> None:
         if self._error is None and self._carry_chars > self._max_line:
             self._error = _SourceError("line_too_long", self.lines_emitted + complete + 1)
 
-    def _hand_out(self, lines: list[str], chars: int) -> None:
-        """Count ``lines`` (``chars`` characters in all) as handed to csv, and remember them."""
-        self._recent.append((self.lines_emitted + 1, lines, chars))
-        self._recent_chars += chars
-        self.lines_emitted += len(lines)
+    def _remember(self, text: str) -> None:
+        carry = self._carry
+        # After a held-back CR, the text starts a new line unless it starts with LF.
+        new_line = bool(carry) and carry[-1].endswith("\r") and not text.startswith("\n")
         recent = self._recent
-        while self._recent_chars - recent[0][2] >= self._recent_keep:
-            self._recent_chars -= recent.popleft()[2]
+        if recent and len(recent[-1][1]) < _SMALL_TEXT:
+            # Tiny chunks: merge them, so that the window stays a few objects.
+            recent[-1] = (recent[-1][0], recent[-1][1] + text)
+        else:
+            recent.append((self.lines_emitted + 1 + new_line, text))
+        self._recent_chars += len(text)
+        while self._recent_chars - len(recent[0][1]) >= self._recent_keep:
+            self._recent_chars -= len(recent.popleft()[1])
 
     def open_quote_line(self) -> int | None:
         """At end of input inside a quoted value: the line where that quote opened.
 
         csv stops a quoted value at ``max_field_bytes`` characters, so the
-        opening quote lies within the remembered lines (at most twice as many). Inside the value every
-        quote is doubled, so the last run of an odd number of quotes is the
-        opening quote (plus any doubled quotes right after it).
+        opening quote lies within the remembered text (at most twice as many).
+        Inside the value every quote is doubled, so the last run of an odd
+        number of quotes is the opening quote (plus any doubled quotes after it).
         """
-        first_line = self._recent[0][0] if self._recent else 1
-        lines = [line for _, batch, _ in self._recent for line in batch]
-        text = "".join(lines)
+        if not self._recent:
+            return None
+        first_line = self._recent[0][0]
+        text = "".join(chunk for _, chunk in self._recent)
         opening = None
         for run in _QUOTE_RUN.finditer(text):
             if len(run.group()) % 2:
                 opening = run.start()
         if opening is None:
             return None
-        position = 0
-        for number, line in enumerate(lines, start=first_line):
-            position += len(line)
-            if position > opening:
-                return number
-        return None
+        before = text[:opening]
+        return first_line + before.count("\n") + before.count("\r") - before.count("\r\n")
 
 
 def _check_delimiter(delimiter: object) -> None:

@@ -20,7 +20,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import close_old_connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -37,7 +37,7 @@ CLAIMABLE = (DatasetStatus.PENDING, DatasetStatus.QUEUED)
 HEARTBEAT_EVERY_SECONDS = 5.0
 
 
-class LostOwnership(Exception):  # noqa: N818 - a signal, not an error
+class LostOwnership(Exception):
     """The dataset was cancelled, deleted or taken over by another run."""
 
 
@@ -157,7 +157,10 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
         _finish_failed(
             dataset.id,
             attempt,
-            {"code": "file_corrupt", "message": f"The stored file failed its integrity check: {exc}"},
+            {
+                "code": "file_corrupt",
+                "message": f"The stored file failed its integrity check: {exc}",
+            },
         )
         return IngestOutcome(DatasetStatus.FAILED, 0)
     logger.info(
@@ -170,10 +173,8 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
     return IngestOutcome(DatasetStatus.COMPLETED, row_number)
 
 
-def _owned(dataset_id: uuid.UUID, attempt: int):  # type: ignore[no-untyped-def]
-    return Dataset.objects.filter(
-        id=dataset_id, status=DatasetStatus.PROCESSING, attempts=attempt
-    )
+def _owned(dataset_id: uuid.UUID, attempt: int) -> QuerySet[Dataset]:
+    return Dataset.objects.filter(id=dataset_id, status=DatasetStatus.PROCESSING, attempts=attempt)
 
 
 def _save_header(dataset: Dataset, attempt: int, cipher: RowCipher, columns: list[str]) -> None:

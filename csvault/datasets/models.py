@@ -101,3 +101,6 @@ class ProcessedData(models.Model):
 
     class Meta:
         verbose_name_plural = "processed data"
+
+    def __str__(self) -> str:
+        return f"row {self.row_number} of {self.dataset_id}"

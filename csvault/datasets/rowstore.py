@@ -20,12 +20,12 @@ def rows_write(*, dataset_id: uuid.UUID, rows: Sequence[tuple[int, bytes]]) -> N
     """Insert ``(row_number, ciphertext)`` pairs; must run inside a transaction."""
     if not rows:
         return
-    db_id = Dataset._meta.pk.get_db_prep_value(dataset_id, connection)  # type: ignore[union-attr]
+    db_id = Dataset._meta.pk.get_db_prep_value(dataset_id, connection)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             raw = cursor.cursor
             sql = f"COPY {_TABLE} (dataset_id, row_number, data) FROM STDIN (FORMAT BINARY)"
-            with raw.copy(sql) as copy:  # type: ignore[attr-defined]
+            with raw.copy(sql) as copy:
                 copy.set_types(["uuid", "int8", "bytea"])
                 for row_number, blob in rows:
                     copy.write_row((db_id, row_number, blob))
@@ -38,6 +38,6 @@ def rows_write(*, dataset_id: uuid.UUID, rows: Sequence[tuple[int, bytes]]) -> N
 
 def rows_delete(*, dataset_id: uuid.UUID) -> int:
     """Delete every row of a dataset in one statement; returns how many."""
-    return ProcessedData.objects.filter(dataset_id=dataset_id)._raw_delete(  # type: ignore[attr-defined]
+    return ProcessedData.objects.filter(dataset_id=dataset_id)._raw_delete(
         ProcessedData.objects.db
     )

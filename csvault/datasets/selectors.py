@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -18,11 +18,11 @@ ROWS_DEFAULT_LIMIT = 100
 ROWS_MAX_LIMIT = 1000
 
 
-def dataset_list(*, owner: AbstractBaseUser) -> QuerySet[Dataset]:
+def dataset_list(*, owner: User) -> QuerySet[Dataset]:
     return Dataset.objects.filter(owner=owner).defer("wrapped_key")
 
 
-def dataset_get(*, owner: AbstractBaseUser, dataset_id: Any) -> Dataset:
+def dataset_get(*, owner: User, dataset_id: Any) -> Dataset:
     """The caller's dataset; 404 for an absent one and for another user's alike."""
     try:
         return Dataset.objects.get(id=dataset_id, owner=owner)

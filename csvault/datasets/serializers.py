@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from csvault.datasets.keys import dataset_columns
@@ -66,15 +67,13 @@ class DatasetSerializer(serializers.ModelSerializer):
     def get_columns(self, obj: Dataset) -> list[str]:
         return dataset_columns(obj)
 
-    @staticmethod
-    def _progress(obj: Dataset) -> dict[str, Any]:
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, obj: Dataset) -> dict[str, Any]:
         return dataset_progress(dataset=obj)
 
-    def get_progress(self, obj: Dataset) -> ProgressSerializer:
-        return self._progress(obj)  # type: ignore[return-value]
-
-    def get_error(self, obj: Dataset) -> ErrorSerializer | None:
-        return obj.error  # type: ignore[return-value]
+    @extend_schema_field(ErrorSerializer(allow_null=True))
+    def get_error(self, obj: Dataset) -> dict[str, Any] | None:
+        return obj.error
 
 
 class RowsQuerySerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ import logging
 import unicodedata
 import uuid
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
@@ -45,7 +45,7 @@ def _check_looks_like_text(head: bytes) -> None:
 
 def dataset_create(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     upload: EncryptedUpload,
     name: str = "",
     has_header: bool = True,
@@ -74,7 +74,7 @@ def dataset_create(
                 name=(name.strip() or filename)[:255],
                 original_filename=filename,
                 storage_key=stored_as,
-                size=upload.size,
+                size=upload.size or 0,
                 sha256=upload.sha256,
                 has_header=has_header,
                 delimiter=delimiter,
@@ -84,7 +84,7 @@ def dataset_create(
             )
             from csvault.datasets.tasks import ingest_dataset
 
-            ingest_dataset.delay_on_commit(str(dataset.id))
+            ingest_dataset.delay_on_commit(str(dataset.id))  # type: ignore[attr-defined]
     except BaseException:
         storage.delete(stored_as)
         raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from csvault.datasets.ingest import dataset_ingest
@@ -19,7 +19,7 @@ from csvault.datasets.ingest import dataset_ingest
     retry_jitter=True,
     max_retries=8,
 )
-def ingest_dataset(self, dataset_id: str) -> str:  # type: ignore[no-untyped-def]
+def ingest_dataset(self: Task, dataset_id: str) -> str:
     return dataset_ingest(dataset_id=uuid.UUID(dataset_id)).status
 
 

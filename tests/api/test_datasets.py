@@ -79,7 +79,9 @@ def test_rows_come_back_value_for_value_in_file_order(api):
     [("\n", True), ("\r\n", True), ("\n", False), ("\r\n", False)],
     ids=["lf", "crlf", "lf-no-final-newline", "crlf-no-final-newline"],
 )
-def test_line_endings_and_missing_final_newline_keep_every_value(api, lineterminator, final_newline):
+def test_line_endings_and_missing_final_newline_keep_every_value(
+    api, lineterminator, final_newline
+):
     rows = tricky_rows(200, seed=3)
     content = to_csv(rows, lineterminator=lineterminator, final_newline=final_newline)
     dataset_id = ingest(upload(api, content))
@@ -115,6 +117,7 @@ def test_a_ragged_row_after_several_batches_leaves_no_rows(api, settings):
     dataset_id = ingest(upload(api, content))
     dataset = Dataset.objects.get(id=dataset_id)
     assert dataset.status == "failed"
+    assert dataset.error is not None
     assert dataset.error["row"] == 96
     assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
 

@@ -424,6 +424,15 @@ def test_it_finds_the_exact_offset_of_invalid_utf8_across_chunk_boundaries(bad: 
             assert error.line == 2
 
 
+@pytest.mark.parametrize("size", [1, 7, 8192, 65536], ids=lambda size: f"chunk{size}")
+def test_it_names_the_line_where_an_unclosed_quote_opened_far_from_the_end(size: int) -> None:
+    # The unclosed value is 50 lines of doubled quotes: exactly the field size
+    # limit in characters, twice that in the file.
+    data = b"a,b\n" + b'"""",""""\n' * 3000 + b'3,"' + (b'""' * 99 + b"\n") * 50
+    error = error_of(data, size, limits=CsvLimits(max_field_bytes=5000))
+    assert (error.code, error.row, error.line) == ("unterminated_quote", 3001, 3002)
+
+
 def test_it_finds_the_exact_offset_of_a_nul_across_chunk_boundaries() -> None:
     for prefix_length in range(10, 20):
         prefix = ("h\n" + "é" * 8 + "x" * 20).encode()[:prefix_length]
