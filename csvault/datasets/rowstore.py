@@ -38,6 +38,4 @@ def rows_write(*, dataset_id: uuid.UUID, rows: Sequence[tuple[int, bytes]]) -> N
 
 def rows_delete(*, dataset_id: uuid.UUID) -> int:
     """Delete every row of a dataset in one statement; returns how many."""
-    return ProcessedData.objects.filter(dataset_id=dataset_id)._raw_delete(
-        ProcessedData.objects.db
-    )
+    return ProcessedData.objects.filter(dataset_id=dataset_id)._raw_delete(ProcessedData.objects.db)
