@@ -538,7 +538,8 @@ class CsvStream:
         like = "the header" if self._has_header else "the first row"
         return CsvDataError(
             "ragged_row",
-            f"Row {number} (line {line}) has {len(row)} fields; expected {width} like {like}.",
+            f"Row {number} (line {line}) has {len(row)} field{'' if len(row) == 1 else 's'}; "
+            f"expected {width} like {like}.",
             row=number,
             column=min(len(row), width) + 1,
             line=line,

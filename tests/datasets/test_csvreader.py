@@ -385,7 +385,7 @@ def test_it_names_the_row_of_a_ragged_row() -> None:
 
 def test_it_names_the_first_row_when_there_is_no_header() -> None:
     error = error_of(b"1,2\n3\n", has_header=False)
-    assert error.message == "Row 2 (line 2) has 1 fields; expected 2 like the first row."
+    assert error.message == "Row 2 (line 2) has 1 field; expected 2 like the first row."
 
 
 def test_it_names_an_empty_header_column() -> None:
@@ -515,7 +515,7 @@ def test_its_error_serialises_with_every_key() -> None:
     error = error_of(b"a,b\n1\n")
     assert error.as_dict() == {
         "code": "ragged_row",
-        "message": "Row 1 (line 2) has 1 fields; expected 2 like the header.",
+        "message": "Row 1 (line 2) has 1 field; expected 2 like the header.",
         "row": 1,
         "column": 2,
         "line": 2,
