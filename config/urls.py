@@ -25,6 +25,11 @@ urlpatterns = [
         apis.DatasetCancelApi.as_view(),
         name="dataset-cancel",
     ),
+    path(
+        "api/datasets/<uuid:dataset_id>/export/",
+        apis.DatasetExportApi.as_view(),
+        name="dataset-export",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from csvault.datasets.export import dataset_export, export_response, parse_export_format
 from csvault.datasets.models import Dataset
 from csvault.datasets.selectors import dataset_get, dataset_list, dataset_progress, dataset_row_page
 from csvault.datasets.serializers import (
@@ -106,3 +110,42 @@ class DatasetRowsApi(APIView):
                 "next": next_url,
             }
         )
+
+
+class DatasetExportApi(APIView):
+    """``GET ?format=csv|jsonl``: the whole dataset as a streamed download.
+
+    400 for another format, 404 for an absent or another user's dataset, 409
+    until it is completed; see ``csvault.datasets.export`` for the formats.
+    """
+
+    renderer_classes = [JSONRenderer]  # for errors; the export is a StreamingHttpResponse
+
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        # ``?format=`` names the export format here, but DRF's negotiation reads it
+        # (URL_FORMAT_OVERRIDE) as a renderer name and would answer 404; the
+        # Accept header would get a 406. Errors are JSON whatever the client asks.
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "format", str, enum=["csv", "jsonl"], description="csv (default) or jsonl."
+            )
+        ],
+        responses={
+            (200, media_type): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The dataset as an attachment: RFC 4180 CSV with a header row, "
+                'or JSON Lines {"row": n, "data": {column: value, ...}}.',
+            )
+            for media_type in ("text/csv", "application/x-ndjson")
+        },
+    )
+    def get(self, request: Request, dataset_id: str) -> StreamingHttpResponse:
+        export_format = parse_export_format(request.query_params.get("format"))
+        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
+        return export_response(dataset_export(dataset=dataset, export_format=export_format))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +81,38 @@ def dataset_row_page(*, dataset: Dataset, after: int, limit: int) -> RowPage:
     has_more = len(page) > limit
     rows = [(n, cipher.decrypt(n, bytes(blob))) for n, blob in page[:limit]]
     return RowPage(columns=dataset_columns(dataset, cipher), rows=rows, has_more=has_more)
+
+
+def dataset_rows_iter(*, dataset: Dataset, batch_rows: int) -> Iterator[tuple[int, list[str]]]:
+    """Every row of a completed dataset as ``(row_number, values)``, decrypted, in file order.
+
+    Raises ``NotReady`` at once (before any row is read) unless the dataset is
+    completed. The rows are then read lazily in keyset-paginated batches of
+    ``batch_rows`` (``row_number > last ORDER BY row_number LIMIT batch_rows``):
+    each batch is one short query of its own (no transaction or cursor is held
+    between batches) and is decrypted before the next one is read, so memory
+    stays bounded by one batch whatever the size of the dataset.
+    """
+    if dataset.status != DatasetStatus.COMPLETED:
+        raise NotReady(
+            f"The dataset is {dataset.status}; rows can be read once it is completed.",
+            status=dataset.status,
+        )
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    cipher = dataset_row_cipher(dataset)
+    rows = ProcessedData.objects.filter(dataset_id=dataset.id).order_by("row_number")
+
+    def batches() -> Iterator[tuple[int, list[str]]]:
+        after = 0
+        while True:
+            batch = list(
+                rows.filter(row_number__gt=after).values_list("row_number", "data")[:batch_rows]
+            )
+            for n, blob in batch:
+                yield n, cipher.decrypt(n, blob)
+            if len(batch) < batch_rows:
+                return
+            after = batch[-1][0]
+
+    return batches()
