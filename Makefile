@@ -53,3 +53,8 @@ format: install
 
 clean:
 	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache
+
+## the ingest benchmark against PostgreSQL + Redis (see bench/README.md); BENCH_ARGS="--rows 100000"
+.PHONY: bench
+bench: install
+	$(BIN)/python bench/ingest_bench.py $(BENCH_ARGS)

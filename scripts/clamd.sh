@@ -12,6 +12,8 @@
 #   CLAMD_PORT                TCP port on 127.0.0.1 (3310)
 #   CLAMD_DIR                 config, database copy, socket, log, pid, spool (/tmp/csvault-clamd)
 #   CLAMD_SIGNATURES_DIR      signatures copied into the database (signatures/)
+#   CLAMD_TMP_DIR             clamd's spool: INSTREAM data sits there, in clear, while it is
+#                             scanned; point it at a tmpfs to keep it off disk ($CLAMD_DIR/tmp)
 #   CSVAULT_MAX_UPLOAD_BYTES  the app's upload limit (1 GiB); the limits below default to it + 1M
 #   CLAMD_STREAM_MAX_LENGTH   StreamMaxLength: longer INSTREAM -> "size limit exceeded" (rejected)
 #   CLAMD_MAX_FILE_SIZE       MaxFileSize: larger -> Heuristics.Limits.Exceeded.MaxFileSize FOUND
@@ -34,6 +36,7 @@ STREAM_MAX="${CLAMD_STREAM_MAX_LENGTH:-$DEFAULT_LIMIT}"
 FILE_MAX="${CLAMD_MAX_FILE_SIZE:-$DEFAULT_LIMIT}"
 SCAN_TIME="${CLAMD_MAX_SCAN_TIME:-50000}"
 START_TIMEOUT="${CLAMD_START_TIMEOUT:-30}"
+SPOOL="${CLAMD_TMP_DIR:-$DIR/tmp}"
 CONF="$DIR/clamd.conf"
 PIDFILE="$DIR/clamd.pid"
 LOG="$DIR/clamd.log"
@@ -50,9 +53,9 @@ find_clamd() {
 }
 
 write_config() {
-  mkdir -p "$DIR/db" "$DIR/tmp"
+  mkdir -p "$DIR/db" "$SPOOL"
   # The spool holds plaintext while a stream is scanned: keep it private.
-  chmod 700 "$DIR" "$DIR/tmp"
+  chmod 700 "$DIR" "$SPOOL"
   rm -f "$DIR"/db/*
   local copied=0 file
   for file in "$SIGNATURES"/*.ndb "$SIGNATURES"/*.hdb "$SIGNATURES"/*.hsb; do
@@ -80,7 +83,7 @@ TCPSocket $PORT
 TCPAddr 127.0.0.1
 $socket_line
 DatabaseDirectory $DIR/db
-TemporaryDirectory $DIR/tmp
+TemporaryDirectory $SPOOL
 PidFile $PIDFILE
 LogFile $LOG
 LogTime yes

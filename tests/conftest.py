@@ -133,9 +133,17 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, *, concurrency: int = 1, extra_env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        *,
+        concurrency: int = 1,
+        beat: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """Start the worker and wait until it consumes; ``beat`` embeds the reaper schedule."""
         self.starts += 1
-        self.log = self.log_dir / f"worker-{self.queue}-{self.starts}.log"
+        name = f"{self.queue}-{id(self):x}-{self.starts}"
+        self.log = self.log_dir / f"worker-{name}.log"
         env = {
             **os.environ,
             "DATABASE_URL": _worker_database_url(),
@@ -148,8 +156,10 @@ class Worker:
         cmd = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", self.queue,
-            "--hostname", f"{self.queue}-{self.starts}@%h", "--without-mingle", "--without-gossip",
+            "--hostname", f"{name}@%h", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
+        if beat:
+            cmd += ["--beat", "--schedule", str(self.log_dir / f"beat-{name}")]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -179,16 +189,30 @@ class Worker:
 
 
 @pytest.fixture
-def celery_worker(
+def worker_factory(
     transactional_db: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Worker]:
-    """A fresh worker process for one test, consuming the session's private queue."""
-    worker = Worker(SESSION_QUEUE, tmp_path_factory.mktemp("workers"))
-    worker.start()
+) -> Iterator[Callable[[], Worker]]:
+    """Make (not yet started) worker processes on the session's queue; all stopped after."""
+    workers: list[Worker] = []
+    log_dir = tmp_path_factory.mktemp("workers")
+
+    def make() -> Worker:
+        workers.append(Worker(SESSION_QUEUE, log_dir))
+        return workers[-1]
+
     try:
-        yield worker
+        yield make
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
+
+
+@pytest.fixture
+def celery_worker(worker_factory: Callable[[], Worker]) -> Worker:
+    """A fresh, started worker process for one test, consuming the session's private queue."""
+    worker = worker_factory()
+    worker.start()
+    return worker
 
 
 def wait_for_status(dataset_id: Any, statuses: set[str], timeout: float = 120) -> Any:

@@ -146,6 +146,16 @@ class DatasetExportApi(APIView):
         },
     )
     def get(self, request: Request, dataset_id: str) -> StreamingHttpResponse:
+        return self._export(request, dataset_id, with_body=True)
+
+    def head(self, request: Request, dataset_id: str) -> StreamingHttpResponse:
+        """GET's status and headers without reading a row (servers iterate HEAD bodies too)."""
+        return self._export(request, dataset_id, with_body=False)
+
+    def _export(
+        self, request: Request, dataset_id: str, *, with_body: bool
+    ) -> StreamingHttpResponse:
         export_format = parse_export_format(request.query_params.get("format"))
         dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
-        return export_response(dataset_export(dataset=dataset, export_format=export_format))
+        export = dataset_export(dataset=dataset, export_format=export_format)
+        return export_response(export, with_body=with_body)

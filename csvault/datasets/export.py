@@ -23,8 +23,8 @@ Formats:
   U+0085, U+2028 and U+2029 are written as ``\\u`` escapes, so that no
   line-splitting reader sees a line break inside a value).
 
-If the rows read do not add up to the dataset's ``row_count`` (the dataset was
-deleted while it streamed), the stream raises ``ExportIncomplete`` instead of
+If the rows read are not exactly 1..``row_count`` (a row is missing, or the
+dataset was deleted while it streamed), the stream raises ``ExportIncomplete`` instead of
 ending normally: the server then aborts the response, so the client sees a
 broken transfer rather than a complete-looking, truncated file.
 """
@@ -269,9 +269,14 @@ def dataset_export(*, dataset: Dataset, export_format: ExportFormat) -> DatasetE
     )
 
 
-def export_response(export: DatasetExport) -> StreamingHttpResponse:
-    """The HTTP response streaming an export as an attachment, never cached."""
-    response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
+def export_response(export: DatasetExport, *, with_body: bool = True) -> StreamingHttpResponse:
+    """The HTTP response streaming an export as an attachment, never cached.
+
+    ``with_body=False`` (for HEAD) sends the same headers with an empty body;
+    the export's chunks are then never iterated, so no row is read.
+    """
+    chunks: Iterator[bytes] = export.chunks if with_body else iter(())
+    response = StreamingHttpResponse(chunks, content_type=export.content_type)
     response["Content-Disposition"] = content_disposition(export.filename)
     response["Cache-Control"] = "no-store"
     # Stop a buffering reverse proxy (nginx) from spooling decrypted rows to its disk.

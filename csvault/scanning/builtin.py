@@ -32,7 +32,7 @@ from pathlib import Path
 from csvault.scanning.base import ScanResult
 from csvault.scanning.chunks import rechunk
 
-__all__ = ["DESCRIPTION", "SignatureScanner"]
+__all__ = ["BLOCK_SIZE", "DESCRIPTION", "SignatureScanner"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class SignatureScanner:
     def scan(self, chunks: Iterable[bytes]) -> ScanResult:
         """Match the stream against the loaded signatures; the first match wins."""
         db = self._db
-        hashers = {algorithm: hashlib.new(algorithm, usedforsecurity=False) for algorithm in db.hashes}
+        hashers = {name: hashlib.new(name, usedforsecurity=False) for name in db.hashes}
         head = bytearray()
         anchored_checked = not db.anchored
         tail = b""

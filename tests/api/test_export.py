@@ -146,15 +146,39 @@ def test_nothing_is_read_before_the_stream_is_consumed(api):
     assert len(parse_csv(b"".join(response.streaming_content))) == 11
 
 
+def test_head_answers_the_headers_without_reading_a_row(api):
+    dataset_id = ingest(upload(api, to_csv(tricky_rows(10)), name="t.csv"))
+    with CaptureQueriesContext(connection) as queries:
+        response = api.head(f"/api/datasets/{dataset_id}/export/?format=jsonl")
+        assert response.status_code == 200
+        assert response["Content-Type"] == "application/x-ndjson"
+        assert response["Content-Disposition"].startswith('attachment; filename="t.jsonl"')
+        assert b"".join(response.streaming_content) == b""
+    assert not [q for q in queries.captured_queries if "processeddata" in q["sql"]]
+    assert api.head(f"/api/datasets/{dataset_id}/export/?format=xml").status_code == 400
+
+
 def test_rows_deleted_mid_stream_break_the_stream_instead_of_truncating_it(api, monkeypatch):
     monkeypatch.setattr("csvault.datasets.export.EXPORT_BATCH_ROWS", 10)
     monkeypatch.setattr("csvault.datasets.export.CHUNK_CHARS", 1)
+    monkeypatch.setattr("csvault.datasets.export._CHECK_BLOCK_ROWS", 10)
     dataset_id = ingest(upload(api, to_csv(tricky_rows(50))))
     stream = iter(export(api, dataset_id, "?format=jsonl").streaming_content)
     next(stream)
     ProcessedData.objects.filter(dataset_id=dataset_id).delete()
     with pytest.raises(ExportIncomplete):
         b"".join(stream)
+
+
+@pytest.mark.parametrize("export_format", ["csv", "jsonl"])
+def test_a_missing_row_breaks_the_stream(api, monkeypatch, export_format):
+    monkeypatch.setattr("csvault.datasets.export.EXPORT_BATCH_ROWS", 7)
+    dataset_id = ingest(upload(api, to_csv(tricky_rows(40))))
+    ProcessedData.objects.filter(dataset_id=dataset_id, row_number=15).delete()
+    response = export(api, dataset_id, f"?format={export_format}")
+    assert response.status_code == 200  # the headers are gone before the gap shows
+    with pytest.raises(ExportIncomplete, match="row 40 came as row 39"):
+        b"".join(response.streaming_content)
 
 
 @pytest.mark.parametrize("query", ["?format=csv", "?format=jsonl", ""])

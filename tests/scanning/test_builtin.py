@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from csvault.scanning.builtin import DESCRIPTION, SignatureScanner
+from csvault.scanning.builtin import BLOCK_SIZE, DESCRIPTION, SignatureScanner
 from csvault.scanning.chunks import rechunk
 from tests.scanning.samples import SIGNATURES, chunked, clean_csv, csv_with_cell, eicar
 
@@ -99,7 +99,8 @@ def test_it_passes_eicar_cut_short_by_one_byte(shipped: SignatureScanner) -> Non
 
 def test_it_stops_reading_at_the_first_finding(shipped: SignatureScanner) -> None:
     def chunks():
-        yield eicar()
+        # Input is scanned in blocks: a finding ends the scan at the end of its block.
+        yield eicar() + b"," * BLOCK_SIZE
         raise AssertionError("read past the finding")
 
     assert shipped.scan(chunks()).signature == EICAR_NAME

@@ -1,0 +1,1209 @@
+#!/usr/bin/env python3
+"""csvault ingest benchmark (``make bench``).
+
+One run, against one PostgreSQL, measures:
+
+1. a generated CSV (cached in ``bench/out/`` by row count);
+2. the ceiling: PostgreSQL's own ``COPY ... FROM 'file' (FORMAT csv)`` into an
+   unindexed scratch table of text columns (client-side ``COPY FROM STDIN`` if
+   the server may not read the file);
+3. csvault through the real API (gunicorn) and a real Celery worker: upload
+   speed, upload response -> completed, the worker's ingest time
+   (``finished_at - started_at``) and peak RSS of the worker and web processes;
+4. the reference "old way": one Django ORM ``create()`` per row (autocommit) on
+   a sample, extrapolated to the whole file;
+5. two datasets ingested at once by two workers against one dataset alone.
+
+The machine is shared, so every number comes with a ratio to a baseline
+measured in the same run. Standard library plus psycopg only.
+Results: the printed table, ``bench/out/results.txt`` and ``bench/out/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import csv
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+LOGS = OUT / "logs"
+BIN = ROOT / ".venv" / "bin"
+MB = 1_000_000  # file sizes and speeds are decimal megabytes
+GENERATOR_VERSION = 3  # bump when the generated content changes (invalidates the cache)
+FINAL = frozenset({"completed", "rejected", "failed", "cancelled"})
+SCRATCH_SCHEMA = "csvault_bench_scratch"
+COLUMNS = ("id", "name", "email", "amount", "date", "city", "note", "active")
+POLL_SECONDS = 0.1
+STARTUP_TIMEOUT = 120.0
+STOP_GRACE = 20.0
+TARGET_CEILING_RATIO = 0.8
+TARGET_COMPLETED_SECONDS_1M = 6.0
+TARGET_WORKER_RSS_MB = 150.0
+
+
+class BenchError(Exception):
+    """A benchmark step failed; the message says which and why."""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --- the CSV ------------------------------------------------------------------
+
+_FIRST = [
+    ("Alice", "alice"), ("Bob", "bob"), ("Carol", "carol"), ("David", "david"),
+    ("Eve", "eve"), ("Frank", "frank"), ("Grace", "grace"), ("Heidi", "heidi"),
+    ("Ivan", "ivan"), ("Judy", "judy"), ("Mallory", "mallory"), ("Olivia", "olivia"),
+    ("Rupert", "rupert"), ("Sybil", "sybil"), ("Zoë", "zoe"), ("José", "jose"),
+]  # fmt: skip
+_LAST = [
+    ("Johnson", "johnson"), ("Smith", "smith"), ("Williams", "williams"),
+    ("Brown", "brown"), ("García", "garcia"), ("Miller", "miller"), ("Davis", "davis"),
+    ("Martínez", "martinez"), ("O'Neil", "oneil"), ("Lee", "lee"), ("Walker", "walker"),
+]  # fmt: skip
+_CITIES = [
+    "New York, NY", "Los Angeles, CA", "Washington, D.C.", "Portland, OR", "Chicago",
+    "Houston", "Paris", "Berlin", "São Paulo", "Tokyo", "London", "Zürich",
+]  # fmt: skip
+_NOTES = [
+    'say "hi"',
+    'say "hi", then leave',
+    "call back, after 5pm",
+    'ordered "the usual", paid cash',
+    "returning customer; prefers email",
+    "no comment",
+    "",
+    'gift wrap: "Happy birthday, Sam!"',
+]
+
+
+def csv_path_for(rows: int) -> Path:
+    return OUT / f"bench-v{GENERATOR_VERSION}-{rows}.csv"
+
+
+def ensure_csv(rows: int) -> Path:
+    """The cached CSV of ``rows`` data rows (plus a header), generated once."""
+    path = csv_path_for(rows)
+    if path.is_file():
+        log(f"using cached {path.relative_to(ROOT)} ({path.stat().st_size / MB:.1f} MB)")
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    log(f"generating {rows:,} rows into {path.relative_to(ROOT)} ...")
+    started = time.monotonic()
+    rng = random.Random(rows)  # deterministic per row count
+    start_day = dt.date(2015, 1, 1)
+    dates = [(start_day + dt.timedelta(days=d)).isoformat() for d in range(3653)]
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        choice, randrange = rng.choice, rng.randrange
+        batch: list[list[str]] = []
+        for i in range(1, rows + 1):
+            first, fslug = choice(_FIRST)
+            last, lslug = choice(_LAST)
+            batch.append(
+                [
+                    str(i),
+                    f"{first} {last}",
+                    f"{fslug}.{lslug}.{i}@mail.example.com",
+                    f"{randrange(-50_000, 100_000_000) / 100:.2f}",
+                    choice(dates),
+                    choice(_CITIES),
+                    choice(_NOTES),
+                    "true" if randrange(2) else "false",
+                ]
+            )
+            if len(batch) >= 10_000:
+                writer.writerows(batch)
+                batch = []
+        writer.writerows(batch)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    size = path.stat().st_size
+    log(
+        f"generated {size / MB:.1f} MB ({size / max(rows, 1):.0f} bytes/row) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    return path
+
+
+# --- processes ------------------------------------------------------------------
+
+
+class Service:
+    """A subprocess in its own session (so its whole tree can be signalled), logging to a file."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.env = env
+        self.log_path = LOGS / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        RUNNING.append(self)
+        STARTED.append(self)
+        log(f"started {self.name} (pid {self.proc.pid}), log {self.log_path.relative_to(ROOT)}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            code = self.proc.returncode if self.proc else None
+            raise BenchError(f"{self.name} exited (code {code}).")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines: int = 50) -> str:
+        text = "\n".join(self.log_text().splitlines()[-lines:])
+        return (
+            f"--- last {lines} lines of {self.log_path} ---\n{text}\n--- end of {self.name} log ---"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM to the process group, SIGKILL after STOP_GRACE seconds."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} did not stop in {STOP_GRACE:.0f} s: SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=STOP_GRACE)
+        # Pool children left behind by a killed parent are in the same group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self in RUNNING:
+            RUNNING.remove(self)
+
+
+RUNNING: list[Service] = []  # alive, stopped at exit
+STARTED: list[Service] = []  # every service of this run, for the logs of a failure
+
+
+def stop_all() -> None:
+    for service in reversed(list(RUNNING)):
+        try:
+            service.stop()
+        except Exception as exc:
+            log(f"could not stop {service.name}: {exc}")
+
+
+atexit.register(stop_all)
+
+
+def _raise_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 600) -> str:
+    cmd = [str(BIN / "python"), "manage.py", *args]
+    try:
+        done = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"manage.py {' '.join(args)} timed out after {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise BenchError(
+            f"manage.py {' '.join(args)} failed (exit {done.returncode}):\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return done.stdout
+
+
+# --- memory sampling from /proc -------------------------------------------------
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ..."; comm may contain spaces and parentheses.
+        fields = data.rpartition(b")")[2].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def process_tree(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    children = _children_map() if children is None else children
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def proc_memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process in kB (empty if it is gone)."""
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, value = line.split(":", 1)
+                    found[key] = int(value.split()[0])
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
+@dataclass
+class RssSampler:
+    """Polls VmRSS of the process trees under ``roots`` every POLL_SECONDS in a thread.
+
+    The tree (a scan of /proc/*/stat) is refreshed once a second; RSS of the
+    known processes every tick, so sampling itself stays cheap on a busy box.
+    """
+
+    roots: dict[str, int]
+    interval: float = POLL_SECONDS
+    peaks_kb: dict[int, int] = field(default_factory=dict)
+    roles: dict[int, str] = field(default_factory=dict)
+    hwm_kb: dict[int, int] = field(default_factory=dict)
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _refresh(self) -> list[int]:
+        children = _children_map()
+        pids = []
+        for name, root in self.roots.items():
+            for pid in process_tree(root, children):
+                self.roles.setdefault(pid, f"{name} {'main' if pid == root else 'child'}")
+                pids.append(pid)
+        return pids
+
+    def _run(self) -> None:
+        pids = self._refresh()
+        last_scan = time.monotonic()
+        while True:
+            for pid in pids:
+                rss = proc_memory_kb(pid).get("VmRSS")
+                if rss is not None and rss > self.peaks_kb.get(pid, 0):
+                    self.peaks_kb[pid] = rss
+            self.samples += 1
+            if self._stop.wait(self.interval):
+                return
+            if time.monotonic() - last_scan >= 1.0:
+                pids = self._refresh()
+                last_scan = time.monotonic()
+
+    def __enter__(self) -> RssSampler:
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        for pid in self._refresh():
+            mem = proc_memory_kb(pid)
+            if "VmHWM" in mem:
+                self.hwm_kb[pid] = mem["VmHWM"]
+            if mem.get("VmRSS", 0) > self.peaks_kb.get(pid, 0):
+                self.peaks_kb[pid] = mem["VmRSS"]
+
+    def report(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "pid": pid,
+                "role": self.roles.get(pid, "?"),
+                "peak_rss_mb": round(self.peaks_kb[pid] / 1024, 1),
+                "vmhwm_mb": round(self.hwm_kb[pid] / 1024, 1) if pid in self.hwm_kb else None,
+            }
+            for pid in sorted(self.peaks_kb, key=lambda p: (self.roles.get(p, ""), p))
+        ]
+
+    def peak_mb(self, role_part: str) -> float | None:
+        values = [kb for pid, kb in self.peaks_kb.items() if role_part in self.roles.get(pid, "")]
+        return round(max(values) / 1024, 1) if values else None
+
+    def hwm_mb(self, role_part: str) -> float | None:
+        values = [kb for pid, kb in self.hwm_kb.items() if role_part in self.roles.get(pid, "")]
+        return round(max(values) / 1024, 1) if values else None
+
+
+# --- the API client ----------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, port: int, token: str, timeout: float) -> None:
+        self.host = "127.0.0.1"
+        self.port = port
+        self.token = token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, *, auth: bool = True) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            headers = {"Accept": "application/json"}
+            if auth:
+                headers["Authorization"] = f"Token {self.token}"
+            conn.request(method, path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        try:
+            return resp.status, json.loads(body) if body else None
+        except ValueError:
+            return resp.status, body[:500].decode(errors="replace")
+
+    def upload(self, path: Path, name: str) -> tuple[dict[str, Any], float]:
+        """Streaming multipart POST of ``path``; returns (dataset, seconds to the response)."""
+        boundary = f"csvault-bench-{secrets.token_hex(16)}"
+        head = (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="name"\r\n\r\n'
+            f"{name}\r\n"
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        size = path.stat().st_size
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        started = time.monotonic()
+        try:
+            conn.putrequest("POST", "/api/datasets/")
+            conn.putheader("Authorization", f"Token {self.token}")
+            conn.putheader("Accept", "application/json")
+            conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+            conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+            conn.endheaders()
+            try:
+                conn.send(head)
+                with open(path, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        conn.send(chunk)
+                conn.send(tail)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                # The server may answer (413, 415...) before reading everything.
+                log(f"upload interrupted by the server: {exc}; reading its response")
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        seconds = time.monotonic() - started
+        if resp.status != 201:
+            raise BenchError(
+                f"upload of {path.name} answered {resp.status}: "
+                f"{body[:2000].decode(errors='replace')}"
+            )
+        return json.loads(body), seconds
+
+    def wait_final(self, ids: list[str], timeout: float) -> dict[str, tuple[float, dict[str, Any]]]:
+        """Poll progress of each id every POLL_SECONDS until final; (monotonic time, detail)."""
+        done: dict[str, tuple[float, dict[str, Any]]] = {}
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while len(done) < len(ids):
+            for dataset_id in ids:
+                if dataset_id in done:
+                    continue
+                status, body = self.request("GET", f"/api/datasets/{dataset_id}/progress/")
+                if status != 200:
+                    raise BenchError(f"progress of {dataset_id} answered {status}: {body}")
+                last[dataset_id] = body
+                if body["status"] in FINAL:
+                    seen = time.monotonic()
+                    status, detail = self.request("GET", f"/api/datasets/{dataset_id}/")
+                    if status != 200:
+                        raise BenchError(f"detail of {dataset_id} answered {status}: {detail}")
+                    done[dataset_id] = (seen, detail)
+            if len(done) < len(ids):
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"datasets not final after {timeout:.0f} s; last progress: "
+                        f"{json.dumps(last)}"
+                    )
+                time.sleep(POLL_SECONDS)
+        return done
+
+    def delete(self, dataset_id: str) -> int:
+        status, _ = self.request("DELETE", f"/api/datasets/{dataset_id}/")
+        return status
+
+
+def wait_http_ready(web: Service, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        web.check_alive()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            if resp.status == 200:
+                return
+            last = f"HTTP {resp.status}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise BenchError(f"web server not ready in {timeout:.0f} s ({last}).")
+
+
+def wait_worker_ready(worker: Service, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.check_alive()
+        if " ready." in worker.log_text():
+            return
+        time.sleep(0.2)
+    raise BenchError(f"{worker.name} not ready in {timeout:.0f} s.")
+
+
+# --- PostgreSQL --------------------------------------------------------------------
+
+
+def pg_connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        url, autocommit=True, connect_timeout=10, options="-c statement_timeout=900000", **kwargs
+    )
+
+
+def ensure_database(url: str) -> None:
+    dbname = conninfo_to_dict(url).get("dbname")
+    if not dbname:
+        raise BenchError(f"DATABASE_URL names no database: {url}")
+    with pg_connect(url, dbname="postgres") as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            return
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(dbname))))
+        log(f"created database {dbname}")
+
+
+def drop_scratch(url: str) -> None:
+    with pg_connect(url) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCRATCH_SCHEMA))
+        )
+
+
+def measure_ceiling(url: str, csv_file: Path, rows: int) -> dict[str, Any]:
+    """PostgreSQL's COPY of the same CSV into an unindexed table of text columns."""
+    table = sql.Identifier(SCRATCH_SCHEMA, "copy_ceiling")
+    columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in COLUMNS)
+    tmp_copy = Path("/tmp") / f"csvault-bench-{os.getpid()}-{csv_file.name}"
+    errors: list[str] = []
+    method = ""
+    copied, seconds = -1, 0.0
+    with pg_connect(url) as conn:
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCRATCH_SCHEMA))
+        )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, columns))
+        try:
+            # The file in place first, then a world-readable copy in /tmp.
+            for path in (csv_file, tmp_copy):
+                if path == tmp_copy:
+                    shutil.copyfile(csv_file, tmp_copy)
+                    os.chmod(tmp_copy, 0o644)
+                query = sql.SQL("COPY {} FROM {} (FORMAT csv, HEADER true)").format(
+                    table, sql.Literal(str(path))
+                )
+                try:
+                    started = time.perf_counter()
+                    cur = conn.execute(query)
+                    seconds = time.perf_counter() - started
+                except psycopg.Error as exc:
+                    errors.append(f"{path}: {str(exc).strip()}")
+                    continue
+                copied = cur.rowcount
+                method = f"server-side COPY FROM '{path}'"
+                break
+        finally:
+            tmp_copy.unlink(missing_ok=True)
+        if not method:
+            log("server-side COPY not possible (" + "; ".join(errors) + "): using FROM STDIN")
+            copy_sql = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(table)
+            with conn.cursor() as cursor, open(csv_file, "rb") as fh:
+                started = time.perf_counter()
+                with cursor.copy(copy_sql) as copy:
+                    while chunk := fh.read(1 << 20):
+                        copy.write(chunk)
+                seconds = time.perf_counter() - started
+                copied = cursor.rowcount
+            method = "client-side COPY FROM STDIN (server-side refused)"
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    if copied != rows:
+        raise BenchError(f"ceiling COPY loaded {copied} rows, expected {rows}")
+    return {
+        "method": method,
+        "rows": copied,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(copied / seconds),
+        "server_side_errors": errors,
+    }
+
+
+def dataset_times(url: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    with pg_connect(url) as conn:
+        found = conn.execute(
+            "SELECT id::text, started_at, finished_at, attempts, status, row_count "
+            "FROM datasets_dataset WHERE id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+    times = {}
+    for dataset_id, started, finished, attempts, status, row_count in found:
+        times[dataset_id] = {
+            "started_at": started,
+            "finished_at": finished,
+            "worker_seconds": (finished - started).total_seconds()
+            if started and finished
+            else None,
+            "attempts": attempts,
+            "status": status,
+            "row_count": row_count,
+        }
+    return times
+
+
+# --- the benchmark steps ------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    env: dict[str, str]
+    db_url: str
+    port: int = 0
+    token: str = ""
+    username: str = ""
+    api: Api | None = None
+    web: Service | None = None
+    workers: list[Service] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+
+def service_env(queue: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/csvault_bench")
+    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
+    env.setdefault("CACHE_URL", "redis://127.0.0.1:6379/3")
+    if not env["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
+        raise BenchError(f"the benchmark needs PostgreSQL; DATABASE_URL is {env['DATABASE_URL']}")
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        CSVAULT_MASTER_KEYS=f"bench{secrets.token_hex(4)}:{key}",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        DJANGO_DEBUG="0",
+        CSVAULT_DATA_DIR=str(OUT / "data"),
+        CELERY_TASK_DEFAULT_QUEUE=queue,
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("STORAGE_URL", None)  # files go to the bench data dir
+    return env
+
+
+def start_worker(ctx: Context) -> Service:
+    n = len(ctx.workers) + 1
+    queue = ctx.env["CELERY_TASK_DEFAULT_QUEUE"]
+    cmd = [
+        str(BIN / "python"), "-m", "celery", "-A", "config", "worker",
+        "--concurrency", "1", "--loglevel", "INFO", "-Q", queue,
+        "--hostname", f"{queue}-{n}@%h", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    worker = Service(f"worker-{n}", cmd, ctx.env)
+    ctx.workers.append(worker)
+    worker.start()
+    wait_worker_ready(worker, STARTUP_TIMEOUT)
+    log(f"{worker.name} ready")
+    return worker
+
+
+def handled_by(ctx: Context, dataset_id: str) -> list[str]:
+    return [w.name for w in ctx.workers if dataset_id in w.log_text()]
+
+
+def check_dataset(ctx: Context, dataset_id: str, detail: dict[str, Any], rows: int) -> None:
+    if detail.get("status") != "completed":
+        raise BenchError(
+            f"dataset {dataset_id} ended {detail.get('status')!r} (expected completed); "
+            f"error: {json.dumps(detail.get('error'))}"
+        )
+    if detail.get("row_count") != rows:
+        raise BenchError(
+            f"dataset {dataset_id} has row_count {detail.get('row_count')}, generated {rows}"
+        )
+
+
+def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str, Any]:
+    """Upload one file, wait for its ingest, measure it (and the RSS of web and worker)."""
+    assert ctx.api
+    assert ctx.web
+    size = csv_file.stat().st_size
+    roots = {w.name: w.pid for w in ctx.workers}
+    log(f"[{label}] uploading {csv_file.name} ({size / MB:.1f} MB)")
+    with RssSampler(roots) as worker_rss:
+        with RssSampler({"web": ctx.web.pid}) as web_rss:
+            dataset, upload_s = ctx.api.upload(csv_file, f"bench {label}")
+        responded = time.monotonic()
+        dataset_id = str(dataset["id"])
+        ctx.created.append(dataset_id)
+        log(
+            f"[{label}] uploaded in {upload_s:.2f} s ({size / MB / upload_s:.1f} MB/s), "
+            f"id {dataset_id}"
+        )
+        done = ctx.api.wait_final([dataset_id], ctx.args.timeout)
+    seen, detail = done[dataset_id]
+    check_dataset(ctx, dataset_id, detail, rows)
+    times = dataset_times(ctx.db_url, [dataset_id])[dataset_id]
+    worker_s = times["worker_seconds"]
+    if not worker_s:
+        raise BenchError(f"dataset {dataset_id} has no started_at/finished_at: {times}")
+    result = {
+        "dataset_id": dataset_id,
+        "rows": rows,
+        "bytes": size,
+        "upload_seconds": round(upload_s, 3),
+        "upload_mb_per_second": round(size / MB / upload_s, 1),
+        "response_to_completed_seconds": round(seen - responded, 2),
+        "worker_seconds": round(worker_s, 3),
+        "rows_per_second": round(rows / worker_s),
+        "attempts": times["attempts"],
+        "handled_by": handled_by(ctx, dataset_id),
+        "worker_processes": worker_rss.report(),
+        "worker_peak_rss_mb": worker_rss.peak_mb("child"),
+        "worker_main_peak_rss_mb": worker_rss.peak_mb("main"),
+        "worker_vmhwm_mb": worker_rss.hwm_mb("child"),
+        "web_processes": web_rss.report(),
+        "web_peak_rss_mb": web_rss.peak_mb("web child"),
+        "web_main_peak_rss_mb": web_rss.peak_mb("web main"),
+        "rss_samples": worker_rss.samples,
+    }
+    log(
+        f"[{label}] completed: worker {worker_s:.2f} s = {result['rows_per_second']:,} rows/s; "
+        f"response->completed {result['response_to_completed_seconds']:.2f} s; "
+        f"worker peak RSS {result['worker_peak_rss_mb']} MB"
+    )
+    return result
+
+
+def parallel_two(ctx: Context, csv_file: Path, rows: int) -> dict[str, Any]:
+    """Two uploads back to back, two workers: per-dataset speed and the wall time."""
+    assert ctx.api
+    start_worker(ctx)
+    log(f"[parallel] uploading two copies of {csv_file.name} back to back")
+    t0 = time.monotonic()
+    first, first_s = ctx.api.upload(csv_file, "bench parallel A")
+    first_resp = time.monotonic()
+    second, second_s = ctx.api.upload(csv_file, "bench parallel B")
+    ids = [str(first["id"]), str(second["id"])]
+    ctx.created.extend(ids)
+    done = ctx.api.wait_final(ids, ctx.args.timeout)
+    last_done = max(seen for seen, _ in done.values())
+    for dataset_id, (_, detail) in done.items():
+        check_dataset(ctx, dataset_id, detail, rows)
+    times = dataset_times(ctx.db_url, ids)
+    per: list[dict[str, Any]] = []
+    for dataset_id in ids:
+        t = times[dataset_id]
+        if not t["worker_seconds"]:
+            raise BenchError(f"dataset {dataset_id} has no started_at/finished_at: {t}")
+        per.append(
+            {
+                "dataset_id": dataset_id,
+                "worker_seconds": round(t["worker_seconds"], 3),
+                "rows_per_second": round(rows / t["worker_seconds"]),
+                "attempts": t["attempts"],
+                "handled_by": handled_by(ctx, dataset_id),
+            }
+        )
+    span = (
+        max(t["finished_at"] for t in times.values()) - min(t["started_at"] for t in times.values())
+    ).total_seconds()
+    overlap = (
+        min(t["finished_at"] for t in times.values()) - max(t["started_at"] for t in times.values())
+    ).total_seconds()
+    result = {
+        "rows_each": rows,
+        "upload_seconds": [round(first_s, 3), round(second_s, 3)],
+        "datasets": per,
+        "wall_from_first_upload_seconds": round(last_done - t0, 2),
+        "wall_from_first_response_seconds": round(last_done - first_resp, 2),
+        "ingest_span_seconds": round(span, 3),
+        "ingest_overlap_seconds": round(max(overlap, 0.0), 3),
+        "aggregate_rows_per_second": round(2 * rows / span),
+        "same_worker": len({tuple(p["handled_by"]) for p in per}) == 1,
+    }
+    log(
+        "[parallel] completed: "
+        + ", ".join(f"{p['rows_per_second']:,} rows/s ({'/'.join(p['handled_by'])})" for p in per)
+        + f"; span {span:.2f} s, overlap {max(overlap, 0):.2f} s"
+    )
+    return result
+
+
+def orm_reference(ctx: Context, csv_file: Path, sample: int) -> dict[str, Any]:
+    cmd = [
+        str(BIN / "python"), str(Path(__file__).resolve()), "orm-reference-child",
+        str(csv_file), str(sample), ctx.username,
+    ]  # fmt: skip
+    log(f"[reference] one ORM create() per row, autocommit, {sample:,} rows ...")
+    try:
+        done = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env=ctx.env,
+            capture_output=True,
+            text=True,
+            timeout=ctx.args.timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"ORM reference timed out after {ctx.args.timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise BenchError(
+            f"ORM reference failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+            f"{done.stderr[-3000:]}"
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    log(f"[reference] {result['rows']:,} rows in {result['seconds']:.2f} s")
+    return result
+
+
+def orm_reference_child(csv_file: str, sample: int, username: str) -> None:
+    """Runs in a subprocess: Django against the bench database, one create() per row."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
+
+    with open(csv_file, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        rows = [row for _, row in zip(range(sample), reader, strict=False)]
+    owner = get_user_model().objects.get(username=username)
+    # Cancelled, so that no reaper ever picks this scratch dataset up.
+    ds = Dataset.objects.create(
+        owner=owner,
+        name="bench ORM reference",
+        storage_key="bench",
+        size=0,
+        sha256="",
+        key_id="bench",
+        wrapped_key=b"",
+        status=DatasetStatus.CANCELLED,
+    )
+    try:
+        assert connection.get_autocommit()
+        started = time.perf_counter()
+        for n, row in enumerate(rows, start=1):
+            ProcessedData.objects.create(dataset=ds, row_number=n, data=json.dumps(row).encode())
+        seconds = time.perf_counter() - started
+        written = ProcessedData.objects.filter(dataset=ds).count()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM datasets_processeddata WHERE dataset_id = %s", [ds.id])
+        ds.delete()
+    if written != len(rows):
+        raise SystemExit(f"wrote {written} rows, expected {len(rows)}")
+    print(json.dumps({"rows": len(rows), "seconds": round(seconds, 3)}))
+
+
+def cleanup(ctx: Context) -> None:
+    if ctx.api and ctx.web and ctx.web.alive() and ctx.created:
+        if ctx.args.keep:
+            log(f"--keep: leaving datasets {', '.join(ctx.created)}")
+        else:
+            for dataset_id in ctx.created:
+                try:
+                    status = ctx.api.delete(dataset_id)
+                    if status != 204:
+                        log(f"DELETE {dataset_id} answered {status}")
+                except OSError as exc:
+                    log(f"DELETE {dataset_id} failed: {exc}")
+            log(f"deleted {len(ctx.created)} bench dataset(s)")
+    stop_all()
+    try:
+        drop_scratch(ctx.db_url)
+    except psycopg.Error as exc:
+        log(f"could not drop the scratch schema: {exc}")
+    if ctx.username and not ctx.args.keep:
+        with contextlib.suppress(psycopg.Error), pg_connect(ctx.db_url) as conn, conn.transaction():
+            conn.execute(
+                "DELETE FROM authtoken_token WHERE user_id IN "
+                "(SELECT id FROM auth_user WHERE username = %s)",
+                (ctx.username,),
+            )
+            conn.execute("DELETE FROM auth_user WHERE username = %s", (ctx.username,))
+
+
+# --- the report ---------------------------------------------------------------------
+
+
+def _verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+def render(results: dict[str, Any]) -> str:
+    r = results
+    rows = r["rows"]
+    lines = [
+        f"csvault ingest benchmark  {r['finished_at']}",
+        f"host: nproc {r['nproc']}; load average (1/5/15 min) at start "
+        f"{'/'.join(f'{x:.2f}' for x in r['load_start'])}, at end "
+        f"{'/'.join(f'{x:.2f}' for x in r['load_end'])}; {r['postgres_version']}; "
+        f"Python {r['python']}",
+        f"file: {rows:,} rows x {len(COLUMNS)} columns, {r['file_mb']:.1f} MB "
+        f"({r['file_bytes'] / rows:.0f} bytes/row), {r['file']}",
+        f"database {r['database']}; broker {r['broker']}",
+        "",
+    ]
+    table: list[tuple[str, str, str, str]] = []
+    ceiling = r["ceiling"]
+    table.append(
+        (
+            "COPY ceiling (unindexed text table)",
+            f"{ceiling['rows_per_second']:,} rows/s ({ceiling['seconds']:.2f} s)",
+            "baseline; " + ceiling["method"].split(" FROM")[0],
+            "",
+        )
+    )
+    main = r.get("csvault")
+    if main:
+        ratio = main["rows_per_second"] / ceiling["rows_per_second"]
+        table.append(
+            (
+                "csvault ingest (worker time)",
+                f"{main['rows_per_second']:,} rows/s ({main['worker_seconds']:.2f} s)",
+                f"{ratio:.2f} x ceiling",
+                f">= {TARGET_CEILING_RATIO:.1f} {_verdict(ratio >= TARGET_CEILING_RATIO)}",
+            )
+        )
+        table.append(
+            (
+                "upload (streaming multipart POST)",
+                f"{main['upload_mb_per_second']:.1f} MB/s ({main['upload_seconds']:.2f} s)",
+                "",
+                "",
+            )
+        )
+        target = TARGET_COMPLETED_SECONDS_1M * rows / 1_000_000
+        scaled = "" if rows == 1_000_000 else " (scaled)"
+        table.append(
+            (
+                "upload response -> completed",
+                f"{main['response_to_completed_seconds']:.2f} s",
+                "polled every 0.1 s",
+                f"<= {target:.1f} s{scaled} "
+                f"{_verdict(main['response_to_completed_seconds'] <= target)}",
+            )
+        )
+    ref = r.get("reference")
+    if ref:
+        ref_rate = ref["rows"] / ref["seconds"]
+        extrapolated = rows / ref_rate
+        comparison = f"full file ~{extrapolated:,.0f} s"
+        if main:
+            comparison += f"; csvault {main['rows_per_second'] / ref_rate:,.0f}x faster"
+        table.append(
+            (
+                "reference: ORM create() per row",
+                f"{ref_rate:,.0f} rows/s ({ref['rows']:,} rows, {ref['seconds']:.2f} s)",
+                comparison,
+                "",
+            )
+        )
+    if main:
+        peak = main["worker_peak_rss_mb"] or 0.0
+        table.append(
+            (
+                "worker peak RSS (pool child)",
+                f"{peak:.1f} MB (VmHWM {main['worker_vmhwm_mb']} MB)",
+                f"worker main process {main['worker_main_peak_rss_mb']} MB",
+                f"< {TARGET_WORKER_RSS_MB:.0f} MB {_verdict(peak < TARGET_WORKER_RSS_MB)}",
+            )
+        )
+        table.append(
+            (
+                "web peak RSS during upload",
+                f"{main['web_peak_rss_mb']} MB (largest gunicorn worker)",
+                f"gunicorn master {main['web_main_peak_rss_mb']} MB",
+                "",
+            )
+        )
+    par = r.get("parallel")
+    if par:
+        single = r["parallel_single"]
+        n = par["rows_each"]
+        table.append(
+            (
+                f"parallel: 1 worker, {n:,} rows alone",
+                f"{single['rows_per_second']:,} rows/s ({single['worker_seconds']:.2f} s)",
+                "baseline for the row below",
+                "",
+            )
+        )
+        rates = [d["rows_per_second"] for d in par["datasets"]]
+        mean = sum(rates) / len(rates)
+        table.append(
+            (
+                f"parallel: 2 workers, 2 x {n:,} rows",
+                " / ".join(f"{x:,}" for x in rates) + " rows/s per dataset",
+                f"slowdown {single['rows_per_second'] / mean:.2f}x per dataset",
+                "",
+            )
+        )
+        table.append(
+            (
+                "parallel: both datasets together",
+                f"{par['aggregate_rows_per_second']:,} rows/s aggregate",
+                f"{par['aggregate_rows_per_second'] / single['rows_per_second']:.2f} x one worker; "
+                f"wall {par['wall_from_first_upload_seconds']:.2f} s",
+                "",
+            )
+        )
+    headers = ("metric", "value", "comparison", "target")
+    widths = [max(len(row[i]) for row in [headers, *table]) for i in range(4)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines.append(fmt.format(*headers).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend(fmt.format(*row).rstrip() for row in table)
+    lines.append("")
+    if par:
+        lines.append(
+            f"parallel note: {r['nproc']} cores shared by PostgreSQL, two workers and the web "
+            "server (and other work on this machine), so two ingests at once cannot each run at "
+            "full speed; ingest overlap "
+            f"{par['ingest_overlap_seconds']:.2f} s of a {par['ingest_span_seconds']:.2f} s span; "
+            "workers: "
+            + ", ".join("/".join(d["handled_by"]) or "?" for d in par["datasets"])
+            + (" (WARNING: one worker took both)" if par["same_worker"] else "")
+            + "."
+        )
+    if main:
+        procs = ", ".join(
+            f"{p['role']} {p['pid']}: {p['peak_rss_mb']} MB"
+            + (f" (HWM {p['vmhwm_mb']})" if p["vmhwm_mb"] is not None else "")
+            for p in main["worker_processes"] + main["web_processes"]
+        )
+        lines.append(f"processes (peak RSS): {procs}")
+    if ceiling["server_side_errors"]:
+        lines.append("server-side COPY attempts: " + "; ".join(ceiling["server_side_errors"]))
+    lines.append(f"command: {r['command']}")
+    return "\n".join(lines)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def redact(url: str) -> str:
+    info = conninfo_to_dict(url) if url.startswith("postgres") else {}
+    if info.get("password"):
+        return url.replace(str(info["password"]), "***")
+    return url
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="csvault ingest benchmark: COPY ceiling vs csvault vs one ORM insert per row."
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the main file")
+    parser.add_argument(
+        "--parallel-rows", type=int, default=300_000, help="rows in each parallel file"
+    )
+    parser.add_argument("--reference-rows", type=int, default=20_000, help="ORM sample size")
+    parser.add_argument("--skip-parallel", action="store_true", help="skip the two-worker run")
+    parser.add_argument("--skip-reference", action="store_true", help="skip the ORM reference")
+    parser.add_argument("--keep", action="store_true", help="don't delete the bench datasets")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds for every wait (default 600)"
+    )
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.parallel_rows < 1 or args.reference_rows < 1:
+        parser.error("row counts must be positive")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if not (BIN / "python").exists():
+        raise BenchError(f"{BIN / 'python'} missing: run `make install` first")
+    queue = f"csvault-bench-{uuid.uuid4().hex[:8]}"
+    env = service_env(queue)
+    ctx = Context(args=args, env=env, db_url=env["DATABASE_URL"])
+    results: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python bench/ingest_bench.py", *sys.argv[1:]]),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "load_start": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "rows": args.rows,
+        "database": redact(ctx.db_url),
+        "broker": env["CELERY_BROKER_URL"],
+        "queue": queue,
+    }
+    try:
+        csv_main = ensure_csv(args.rows)
+        csv_par = None if args.skip_parallel else ensure_csv(args.parallel_rows)
+        results.update(
+            file=str(csv_main.relative_to(ROOT)),
+            file_bytes=csv_main.stat().st_size,
+            file_mb=round(csv_main.stat().st_size / MB, 2),
+        )
+
+        ensure_database(ctx.db_url)
+        with pg_connect(ctx.db_url) as conn:
+            row = conn.execute("SELECT version()").fetchone()
+            results["postgres_version"] = str(row[0]).split(" on ")[0] if row else "?"
+        drop_scratch(ctx.db_url)  # leftovers of an interrupted run
+
+        log("[ceiling] COPY of the CSV into a scratch table ...")
+        results["ceiling"] = measure_ceiling(ctx.db_url, csv_main, args.rows)
+        c = results["ceiling"]
+        log(f"[ceiling] {c['rows_per_second']:,} rows/s ({c['seconds']:.2f} s, {c['method']})")
+
+        log("migrating the bench database ...")
+        manage(env, "migrate", "--noinput", "-v", "0")
+        ctx.username = f"bench-{uuid.uuid4().hex[:10]}"
+        out = manage(env, "createuser", ctx.username)
+        ctx.token = out.strip().splitlines()[-1].strip()
+
+        ctx.port = free_port()
+        web_env = {**env, "PORT": str(ctx.port), "HOST": "127.0.0.1"}
+        ctx.web = Service(
+            "web",
+            [str(BIN / "gunicorn"), "config.wsgi", "--config", "scripts/gunicorn.conf.py"],
+            web_env,
+        )
+        ctx.web.start()
+        wait_http_ready(ctx.web, ctx.port, STARTUP_TIMEOUT)
+        log(f"web ready on 127.0.0.1:{ctx.port}")
+        ctx.api = Api(ctx.port, ctx.token, args.timeout)
+        start_worker(ctx)
+
+        results["csvault"] = ingest_one(ctx, csv_main, args.rows, f"{args.rows:,} rows")
+
+        if csv_par is not None:
+            results["parallel_single"] = ingest_one(
+                ctx, csv_par, args.parallel_rows, f"{args.parallel_rows:,} rows alone"
+            )
+            results["parallel"] = parallel_two(ctx, csv_par, args.parallel_rows)
+
+        if not args.skip_reference:
+            results["reference"] = orm_reference(ctx, csv_main, min(args.reference_rows, args.rows))
+    finally:
+        cleanup(ctx)
+    results["load_end"] = list(os.getloadavg())
+    results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return results
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["orm-reference-child"]:
+        orm_reference_child(argv[1], int(argv[2]), argv[3])
+        return 0
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        results = run(args)
+    except BenchError as exc:
+        for service in STARTED:
+            lines = 50 if service.name.startswith("worker") else 20
+            print(service.tail(lines), file=sys.stderr)
+        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    text = render(results)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.txt").write_text(text + "\n")
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    print("\n" + text)
+    print(f"\n(also in {OUT.relative_to(ROOT)}/results.txt and results.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
