@@ -111,6 +111,26 @@ def upload(client: APIClient, content: bytes, filename: str = "data.csv", **fiel
     return client.post("/api/datasets/", {"file": fh, **fields}, format="multipart")
 
 
+def ingest(response: Any) -> Any:
+    """Ingest an uploaded dataset in-process (the service, no Celery); returns its id."""
+    from csvault.datasets.ingest import dataset_ingest
+
+    assert response.status_code == 201, response.content
+    dataset_id = response.json()["id"]
+    dataset_ingest(dataset_id=dataset_id)
+    return dataset_id
+
+
+def read_all_rows(client: APIClient, dataset_id: Any, limit: int = 1000) -> tuple[Any, list[Any]]:
+    """Follow the rows endpoint's ``next`` links; returns (columns, results)."""
+    rows, url = [], f"/api/datasets/{dataset_id}/rows/?limit={limit}"
+    while url:
+        body = client.get(url).json()
+        rows.extend(body["results"])
+        url = body["next"]
+    return body["columns"], rows
+
+
 # --- a real Celery worker process --------------------------------------------
 
 

@@ -13,26 +13,10 @@ from django.core.files.storage import storages
 
 from csvault.datasets.ingest import dataset_ingest
 from csvault.datasets.models import Dataset, ProcessedData
-from tests.conftest import upload
+from tests.conftest import ingest, read_all_rows, upload
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
 
 pytestmark = pytest.mark.django_db
-
-
-def ingest(response):
-    assert response.status_code == 201, response.content
-    dataset_id = response.json()["id"]
-    dataset_ingest(dataset_id=dataset_id)
-    return dataset_id
-
-
-def read_all_rows(api, dataset_id, limit=1000):
-    rows, url = [], f"/api/datasets/{dataset_id}/rows/?limit={limit}"
-    while url:
-        body = api.get(url).json()
-        rows.extend(body["results"])
-        url = body["next"]
-    return body["columns"], rows
 
 
 def test_upload_answers_201_with_a_pending_dataset(api):

@@ -11,19 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from csvault.datasets.export import ExportIncomplete, neutralise_cell
-from csvault.datasets.ingest import dataset_ingest
 from csvault.datasets.models import ProcessedData
-from tests.conftest import upload
+from tests.conftest import ingest, upload
 from tests.csvdata import HEADER, to_csv, tricky_rows
 
 pytestmark = pytest.mark.django_db
-
-
-def ingest(response):
-    assert response.status_code == 201, response.content
-    dataset_id = response.json()["id"]
-    dataset_ingest(dataset_id=dataset_id)
-    return dataset_id
 
 
 def export(client, dataset_id, query="", **extra):

@@ -9,19 +9,10 @@ from django.conf import settings
 from django.db import connection
 
 from csvault.datasets.models import ProcessedData
-from tests.conftest import upload, wait_for_status
+from tests.conftest import read_all_rows, upload, wait_for_status
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
 
 pytestmark = pytest.mark.integration
-
-
-def read_all_rows(api, dataset_id):
-    rows, url = [], f"/api/datasets/{dataset_id}/rows/?limit=1000"
-    while url:
-        body = api.get(url).json()
-        rows.extend(body["results"])
-        url = body["next"]
-    return body["columns"], rows
 
 
 def test_a_worker_ingests_20000_tricky_rows_value_for_value(celery_worker, api):
