@@ -30,9 +30,12 @@ run: migrate
 web: migrate
 	$(BIN)/gunicorn config.wsgi --config scripts/gunicorn.conf.py
 
-## a Celery worker alone
+## a Celery worker alone; CELERY_QUEUES=csvault.ingest (say) limits it to one stage
+QUEUE_BASE = $${CELERY_TASK_DEFAULT_QUEUE:-csvault}
+WORKER_QUEUES = $${CELERY_QUEUES:-$(QUEUE_BASE),$(QUEUE_BASE).scan,$(QUEUE_BASE).ingest}
 worker: install
-	$(BIN)/celery -A config worker --loglevel INFO --concurrency $${CELERY_CONCURRENCY:-2}
+	$(BIN)/celery -A config worker --loglevel INFO --concurrency $${CELERY_CONCURRENCY:-2} \
+	  -Q "$(WORKER_QUEUES)"
 
 ## the periodic scheduler (reaper); run exactly one per deployment
 beat: install

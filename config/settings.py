@@ -232,6 +232,20 @@ CSVAULT_INGEST_BATCH_ROWS = env.int("CSVAULT_INGEST_BATCH_ROWS", default=20_000)
 CSVAULT_STALL_SECONDS = env.int("CSVAULT_STALL_SECONDS", default=30)
 CSVAULT_MAX_ATTEMPTS = env.int("CSVAULT_MAX_ATTEMPTS", default=5)
 
+# Malware scanning (fail closed). With CLAMD_URL (tcp://host:port or
+# unix:///path) files are scanned by clamd; without it by the minimal built-in
+# matcher over CSVAULT_SIGNATURES_DIR (embedded mode; `check --deploy` warns).
+CLAMD_URL = env.str("CLAMD_URL", default="")
+CSVAULT_SIGNATURES_DIR = Path(
+    env.str("CSVAULT_SIGNATURES_DIR", default=str(BASE_DIR / "signatures"))
+).resolve()
+CSVAULT_SCAN_TIMEOUT = env.float("CSVAULT_SCAN_TIMEOUT", default=60.0)
+# A scan that finds the scanner unavailable is retried this many times in all
+# (backoff from CSVAULT_SCAN_RETRY_SECONDS, doubling, capped at 5 minutes),
+# then the dataset fails with "scanner unavailable"; it is never ingested.
+CSVAULT_SCAN_MAX_ATTEMPTS = env.int("CSVAULT_SCAN_MAX_ATTEMPTS", default=6)
+CSVAULT_SCAN_RETRY_SECONDS = env.float("CSVAULT_SCAN_RETRY_SECONDS", default=5.0)
+
 # --- celery -----------------------------------------------------------------
 _broker_dir = DATA_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -264,7 +278,11 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3000)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60 if CELERY_TASK_TIME_LIMIT > 120 else None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Scans go to "<default>.scan" and ingests to "<default>.ingest" (see
+# config/celery.py), so a huge ingest never holds up the scan of a small file;
+# the reaper runs on the default queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="csvault")
+CELERY_TASK_ROUTES = ("config.celery.route_task",)
 
 LOGGING = {
     "version": 1,

@@ -9,7 +9,8 @@ mkdir -p "$DATA_DIR"
 
 "$BIN/gunicorn" config.wsgi --config scripts/gunicorn.conf.py &
 WEB=$!
-"$BIN/celery" -A config worker --beat --loglevel INFO \
+Q="${CELERY_TASK_DEFAULT_QUEUE:-csvault}"
+"$BIN/celery" -A config worker --beat --loglevel INFO -Q "${CELERY_QUEUES:-$Q,$Q.scan,$Q.ingest}" \
   --concurrency "${CELERY_CONCURRENCY:-2}" \
   --schedule "$DATA_DIR/celerybeat-schedule" &
 WORKER=$!

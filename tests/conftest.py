@@ -49,6 +49,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             redis.Redis.from_url(s.CELERY_BROKER_URL, socket_connect_timeout=2).ping()
         except redis.RedisError as exc:
             problems.append(f"Redis broker unreachable: {exc}")
+    if "clamd" in expected:
+        from csvault.scanning import ScannerUnavailable, get_scanner
+
+        if not s.CLAMD_URL:
+            problems.append("clamd expected but CLAMD_URL is not set")
+        else:
+            try:
+                get_scanner().ping()
+            except ScannerUnavailable as exc:
+                problems.append(f"clamd unreachable at {s.CLAMD_URL}: {exc}")
     if problems:
         pytest.exit("required services missing: " + "; ".join(problems), returncode=3)
 
@@ -112,12 +122,18 @@ def upload(client: APIClient, content: bytes, filename: str = "data.csv", **fiel
 
 
 def ingest(response: Any) -> Any:
-    """Ingest an uploaded dataset in-process (the service, no Celery); returns its id."""
+    """Scan and ingest an uploaded dataset in-process (the services, no Celery); returns its id.
+
+    The scan uses the configured scanner (clamd in CI's PostgreSQL run, the built-in
+    matcher in embedded mode); the ingest runs only if the verdict was clean.
+    """
     from csvault.datasets.ingest import dataset_ingest
+    from csvault.datasets.scan import dataset_scan
 
     assert response.status_code == 201, response.content
     dataset_id = response.json()["id"]
-    dataset_ingest(dataset_id=dataset_id)
+    if dataset_scan(dataset_id=dataset_id).status == "queued":
+        dataset_ingest(dataset_id=dataset_id)
     return dataset_id
 
 
@@ -159,8 +175,16 @@ class Worker:
         concurrency: int = 1,
         beat: bool = False,
         extra_env: dict[str, str] | None = None,
+        stages: tuple[str, ...] | None = None,
     ) -> None:
-        """Start the worker and wait until it consumes; ``beat`` embeds the reaper schedule."""
+        """Start the worker and wait until it consumes; ``beat`` embeds the reaper schedule.
+
+        ``stages`` limits it to some pipeline queues (``("scan",)``); default: all queues.
+        """
+        from config.celery import all_queues
+
+        queues = all_queues(self.queue)
+        self.queues = [q for q in queues if q.rsplit(".", 1)[-1] in stages] if stages else queues
         self.starts += 1
         name = f"{self.queue}-{id(self):x}-{self.starts}"
         self.log = self.log_dir / f"worker-{name}.log"
@@ -175,7 +199,7 @@ class Worker:
         }
         cmd = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
-            "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", self.queue,
+            "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", ",".join(self.queues),
             "--hostname", f"{name}@%h", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         if beat:

@@ -33,7 +33,8 @@ from csvault.datasets.rowstore import rows_delete, rows_write
 
 logger = logging.getLogger(__name__)
 
-CLAIMABLE = (DatasetStatus.PENDING, DatasetStatus.QUEUED)
+# Only scanned files: ``queued`` is set by a clean scan verdict (see scan.py).
+CLAIMABLE = (DatasetStatus.QUEUED,)
 HEARTBEAT_EVERY_SECONDS = 5.0
 
 

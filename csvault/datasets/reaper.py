@@ -26,30 +26,33 @@ logger = logging.getLogger(__name__)
 REAP_BATCH = 500
 
 
-def stalled_dataset_ids() -> list[uuid.UUID]:
+#: Non-final statuses and the task that moves each on.
+SCAN_STATUSES = (DatasetStatus.PENDING, DatasetStatus.SCANNING)
+INGEST_STATUSES = (DatasetStatus.QUEUED, DatasetStatus.PROCESSING)
+
+
+def stalled_datasets() -> list[tuple[uuid.UUID, str]]:
+    """(id, status) of datasets whose heartbeat (or creation, if none) is older than the stall."""
     stale = timezone.now() - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
-    waiting = (DatasetStatus.PENDING, DatasetStatus.QUEUED)
     return list(
-        Dataset.objects.filter(
-            Q(status=DatasetStatus.PROCESSING, heartbeat_at__lt=stale)
-            | Q(status__in=waiting, heartbeat_at__lt=stale)
-            | Q(status__in=waiting, heartbeat_at__isnull=True, created_at__lt=stale)
-        )
+        Dataset.objects.filter(status__in=SCAN_STATUSES + INGEST_STATUSES)
+        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale))
         .order_by("created_at")
-        .values_list("id", flat=True)[:REAP_BATCH]
+        .values_list("id", "status")[:REAP_BATCH]
     )
 
 
 def datasets_reap() -> int:
-    """Send the ingest task again for every stalled dataset; returns how many were sent."""
-    from csvault.datasets.tasks import ingest_dataset
+    """Send the scan or ingest task again for every stalled dataset; returns how many were sent."""
+    from csvault.datasets.tasks import ingest_dataset, scan_dataset
 
     sent = 0
-    for dataset_id in stalled_dataset_ids():
+    for dataset_id, status in stalled_datasets():
         # At most one re-send per stall period per dataset, whatever the tick.
         if not cache.add(f"reaped:{dataset_id}", 1, timeout=settings.CSVAULT_STALL_SECONDS):
             continue
-        ingest_dataset.delay(str(dataset_id))
+        task = scan_dataset if status in SCAN_STATUSES else ingest_dataset
+        task.delay(str(dataset_id))
         sent += 1
-        logger.warning("re-queued stalled dataset %s", dataset_id)
+        logger.warning("re-queued stalled dataset %s (%s)", dataset_id, status)
     return sent

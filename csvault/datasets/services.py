@@ -51,7 +51,7 @@ def dataset_create(
     has_header: bool = True,
     delimiter: str = ",",
 ) -> Dataset:
-    """Store an uploaded (already encrypted) file and queue its ingest after commit."""
+    """Store an uploaded (already encrypted) file and queue its malware scan after commit."""
     if len(delimiter) != 1 or delimiter in _BAD_DELIMITERS:
         raise UploadRejected(
             "The delimiter must be a single character other than a quote or a line break.",
@@ -82,9 +82,9 @@ def dataset_create(
                 wrapped_key=wrapped,
                 status=DatasetStatus.PENDING,
             )
-            from csvault.datasets.tasks import ingest_dataset
+            from csvault.datasets.tasks import scan_dataset
 
-            ingest_dataset.delay_on_commit(str(dataset.id))  # type: ignore[attr-defined]
+            scan_dataset.delay_on_commit(str(dataset.id))  # type: ignore[attr-defined]
     except BaseException:
         storage.delete(stored_as)
         raise

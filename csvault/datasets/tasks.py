@@ -1,4 +1,7 @@
-"""Celery tasks: thin shells that take ids and call services."""
+"""Celery tasks: thin shells that take ids and call services.
+
+Scans and ingests are routed to their own queues (config/celery.py).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,34 @@ from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from csvault.datasets.ingest import dataset_ingest
+from csvault.datasets.scan import ScanRetry, dataset_scan, scan_retry_delay
+
+# Database and storage trouble is retried from the last checkpoint.
+_INFRA_ERRORS = (OperationalError, InterfaceError, OSError)
+
+
+@shared_task(
+    bind=True,
+    name="csvault.scan_dataset",
+    autoretry_for=_INFRA_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def scan_dataset(self: Task, dataset_id: str) -> str:
+    try:
+        return dataset_scan(dataset_id=uuid.UUID(dataset_id)).status
+    except ScanRetry as exc:
+        # The attempt counter on the dataset bounds the retries, not Celery's.
+        delay = scan_retry_delay(self.request.retries)
+        raise self.retry(countdown=delay, max_retries=None) from exc
 
 
 @shared_task(
     bind=True,
     name="csvault.ingest_dataset",
-    autoretry_for=(OperationalError, InterfaceError, OSError),
+    autoretry_for=_INFRA_ERRORS,
     retry_backoff=2,
     retry_backoff_max=60,
     retry_jitter=True,

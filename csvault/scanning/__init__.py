@@ -7,6 +7,7 @@ reported. Both fail closed: no definite verdict raises :class:`ScannerUnavailabl
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from csvault.scanning.base import (
@@ -27,6 +28,7 @@ __all__ = [
     "Scanner",
     "ScannerUnavailable",
     "SignatureScanner",
+    "get_scanner",
     "scanner_from_settings",
 ]
 
@@ -42,3 +44,20 @@ def scanner_from_settings(
     if clamd_url and clamd_url.strip():
         return ClamdScanner(clamd_url, timeout=timeout)
     return SignatureScanner(signatures_dir)
+
+
+def get_scanner() -> Scanner:
+    """The scanner configured in settings (``CLAMD_URL``, ``CSVAULT_SIGNATURES_DIR``).
+
+    Cached per configuration, so settings overrides in tests take effect.
+    """
+    from django.conf import settings
+
+    return _scanner_for(
+        settings.CLAMD_URL, str(settings.CSVAULT_SIGNATURES_DIR), settings.CSVAULT_SCAN_TIMEOUT
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _scanner_for(clamd_url: str, signatures_dir: str, timeout: float) -> Scanner:
+    return scanner_from_settings(clamd_url, Path(signatures_dir), timeout=timeout)
