@@ -671,12 +671,20 @@ def service_env(queue: str) -> dict[str, str]:
     return env
 
 
+def worker_queues(base: str) -> list[str]:
+    """Every queue a general-purpose worker consumes: the default and each pipeline stage."""
+    sys.path.insert(0, str(ROOT))
+    from config.celery import all_queues
+
+    return all_queues(base)
+
+
 def start_worker(ctx: Context) -> Service:
     n = len(ctx.workers) + 1
     queue = ctx.env["CELERY_TASK_DEFAULT_QUEUE"]
     cmd = [
         str(BIN / "python"), "-m", "celery", "-A", "config", "worker",
-        "--concurrency", "1", "--loglevel", "INFO", "-Q", queue,
+        "--concurrency", "1", "--loglevel", "INFO", "-Q", ",".join(worker_queues(queue)),
         "--hostname", f"{queue}-{n}@%h", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
     worker = Service(f"worker-{n}", cmd, ctx.env)

@@ -73,9 +73,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "csvault.core",
     "csvault.datasets",
+    "csvault.audit",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "csvault.core.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -84,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -200,6 +204,17 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "csvault.core.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "csvault.core.pagination.NewestFirstCursorPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": ["csvault.core.throttling.ScopedUserThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "read": env.str("CSVAULT_THROTTLE_READ", default="1200/min"),
+        "write": env.str("CSVAULT_THROTTLE_WRITE", default="120/min"),
+        "upload": env.str("CSVAULT_THROTTLE_UPLOAD", default="60/min"),
+        "login": env.str("CSVAULT_THROTTLE_LOGIN", default="10/min"),
+        "anon": env.str("CSVAULT_THROTTLE_ANON", default="60/min"),
+    },
+    # Client addresses come from REMOTE_ADDR only (X-Forwarded-For is spoofable);
+    # behind N trusted proxies set CSVAULT_TRUSTED_PROXIES=N.
+    "NUM_PROXIES": env.int("CSVAULT_TRUSTED_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "csvault API",
@@ -228,6 +243,9 @@ CSVAULT_MAX_COLUMNS = env.int("CSVAULT_MAX_COLUMNS", default=1000)
 CSVAULT_MAX_FIELD_BYTES = env.int("CSVAULT_MAX_FIELD_BYTES", default=1 << 20)
 CSVAULT_MAX_ROWS = env.int("CSVAULT_MAX_ROWS", default=100_000_000)
 CSVAULT_INGEST_BATCH_ROWS = env.int("CSVAULT_INGEST_BATCH_ROWS", default=20_000)
+# Per-user quotas (0 = none): bytes stored, and datasets not yet final.
+CSVAULT_QUOTA_BYTES = env.int("CSVAULT_QUOTA_BYTES", default=20 << 30)
+CSVAULT_MAX_ACTIVE_DATASETS = env.int("CSVAULT_MAX_ACTIVE_DATASETS", default=20)
 # Work whose heartbeat is older than this is considered stalled and re-queued.
 CSVAULT_STALL_SECONDS = env.int("CSVAULT_STALL_SECONDS", default=30)
 CSVAULT_MAX_ATTEMPTS = env.int("CSVAULT_MAX_ATTEMPTS", default=5)
@@ -284,13 +302,47 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="csvault")
 CELERY_TASK_ROUTES = ("config.celery.route_task",)
 
+# --- operations: logs, metrics, readiness (docs/operations.md) -----------------
+# JSON lines by default (request, user, dataset and task ids on every line where
+# known); LOG_FORMAT=plain for people reading a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "csvault.core.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "csvault.core.logs.PlainFormatter"},
+        "json": {"()": "csvault.core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+# prometheus_client multiprocess mode: every csvault process on a host (web and
+# worker) writes its metrics here and /metrics sums them. The variable must be in
+# the environment before prometheus_client is imported, hence here. `make run`
+# empties the directory at start; see docs/operations.md for production.
+PROMETHEUS_MULTIPROC_DIR = env.str(
+    "PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "prometheus")
+)
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# When set, /metrics wants "Authorization: Bearer <token>".
+CSVAULT_METRICS_TOKEN = env.str("CSVAULT_METRICS_TOKEN", default="")
+# Workers on hosts without a web server serve their metrics on this port (0 = off).
+CSVAULT_WORKER_METRICS_PORT = env.int("CSVAULT_WORKER_METRICS_PORT", default=0)
+CSVAULT_WORKER_METRICS_ADDR = env.str("CSVAULT_WORKER_METRICS_ADDR", default="0.0.0.0")  # noqa: S104
+# Timeout (s) of each /readyz check and of the scrape-time scanner ping.
+CSVAULT_PROBE_TIMEOUT = env.float("CSVAULT_PROBE_TIMEOUT", default=2.0)
+# Load balancers and Prometheus probe these over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 CELERY_BEAT_SCHEDULE = {
     "csvault-reap-stalled": {
         "task": "csvault.reap_stalled",

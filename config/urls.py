@@ -1,15 +1,19 @@
 from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
-from csvault.core.health import healthz
+from csvault.core.apis import LoginApi, LogoutApi
+from csvault.core.health import healthz, readyz
+from csvault.core.metrics import metrics_view
 from csvault.datasets import apis
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", LoginApi.as_view(), name="api-token"),
+    path("api/auth/logout/", LogoutApi.as_view(), name="api-logout"),
     path("api/datasets/", apis.DatasetListCreateApi.as_view(), name="dataset-list"),
     path("api/datasets/<uuid:dataset_id>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
     path(

@@ -38,3 +38,17 @@ class NotReady(CsvaultError):
 
     status_code = 409
     default_code = "not_ready"
+
+
+class QuotaExceeded(CsvaultError):
+    """The caller's quota does not allow this (stored bytes, or work in progress).
+
+    ``retry_after`` (seconds), when set, is sent as a Retry-After header.
+    """
+
+    status_code = 403
+    default_code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after

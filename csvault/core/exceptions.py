@@ -33,8 +33,11 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    _audit(exc, context)
     if isinstance(exc, CsvaultError):
-        return Response({"error": exc.as_dict()}, status=exc.status_code)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return Response({"error": exc.as_dict()}, status=exc.status_code, headers=headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -50,6 +53,29 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = exc.detail
         response.data = error_body(code, str(detail))
     return response
+
+
+def _audit(exc: Exception, context: dict[str, Any]) -> None:
+    """Denied access to another user's dataset, and refused uploads, are audit events."""
+    from csvault.audit.models import AuditAction
+    from csvault.audit.services import audit_record
+
+    request = context.get("request")
+    view = context.get("view")
+    if getattr(exc, "foreign", False):
+        audit_record(
+            AuditAction.ACCESS_DENIED,
+            request=request,
+            dataset_id=getattr(exc, "dataset_id", None),
+            reason="not_owner",
+            method=getattr(request, "method", ""),
+        )
+    elif (
+        isinstance(exc, CsvaultError)
+        and getattr(view, "throttle_upload", False)
+        and getattr(request, "method", "") == "POST"
+    ):
+        audit_record(AuditAction.UPLOAD_REFUSED, request=request, code=exc.code)
 
 
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

@@ -16,8 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from csvault.audit.models import AuditAction
+from csvault.audit.services import audit_record
 from csvault.datasets.export import dataset_export, export_response, parse_export_format
 from csvault.datasets.models import Dataset
+from csvault.datasets.quotas import quota_check
 from csvault.datasets.selectors import dataset_get, dataset_list, dataset_progress, dataset_row_page
 from csvault.datasets.serializers import (
     DatasetSerializer,
@@ -32,6 +35,7 @@ from csvault.datasets.services import dataset_cancel, dataset_create, dataset_de
 class DatasetListCreateApi(GenericAPIView[Dataset]):
     parser_classes = [MultiPartParser]
     serializer_class = DatasetSerializer
+    throttle_upload = True
 
     def get_queryset(self) -> Any:
         return dataset_list(owner=self.request.user)  # type: ignore[arg-type]
@@ -43,6 +47,8 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
 
     @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
     def post(self, request: Request) -> Response:
+        # Before the body is read: refuse at once what the quota cannot take.
+        quota_check(owner=request.user, incoming_bytes=_declared_length(request))  # type: ignore[arg-type]
         serializer = DatasetUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -53,7 +59,15 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
             has_header=data["has_header"],
             delimiter=data["delimiter"],
         )
+        audit_record(AuditAction.UPLOAD, request=request, dataset_id=dataset.id, size=dataset.size)
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+def _declared_length(request: Request) -> int:
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
 
 
 class DatasetDetailApi(APIView):
@@ -66,6 +80,7 @@ class DatasetDetailApi(APIView):
     def delete(self, request: Request, dataset_id: str) -> Response:
         dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
         dataset_delete(dataset=dataset)
+        audit_record(AuditAction.DELETE, request=request, dataset_id=dataset.id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -80,7 +95,9 @@ class DatasetCancelApi(APIView):
     @extend_schema(request=None, responses=DatasetSerializer)
     def post(self, request: Request, dataset_id: str) -> Response:
         dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
-        return Response(DatasetSerializer(dataset_cancel(dataset=dataset)).data)
+        dataset = dataset_cancel(dataset=dataset)
+        audit_record(AuditAction.CANCEL, request=request, dataset_id=dataset.id)
+        return Response(DatasetSerializer(dataset).data)
 
 
 class DatasetRowsApi(APIView):
@@ -158,4 +175,11 @@ class DatasetExportApi(APIView):
         export_format = parse_export_format(request.query_params.get("format"))
         dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
         export = dataset_export(dataset=dataset, export_format=export_format)
+        if with_body:
+            audit_record(
+                AuditAction.EXPORT,
+                request=request,
+                dataset_id=dataset.id,
+                format=export_format.value,
+            )
         return export_response(export, with_body=with_body)

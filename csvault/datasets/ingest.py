@@ -24,6 +24,7 @@ from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from csvault.core import metrics
 from csvault.crypto.rows import RowCipher
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
 from csvault.datasets.csvreader import CsvDataError, CsvLimits, open_csv
@@ -164,6 +165,7 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
             },
         )
         return IngestOutcome(DatasetStatus.FAILED, 0)
+    metrics.record_ingest(rows=row_number, seconds=time.monotonic() - started)
     logger.info(
         "ingest of %s completed: %d rows in %.2f s (attempt %d)",
         dataset.id,

@@ -68,6 +68,9 @@ class Dataset(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set by DELETE together with destroying the wrapped key (crypto-shredding);
+    # the rows, the file and this record are then purged in the background.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
+from csvault.core import metrics
 from csvault.datasets.models import Dataset, DatasetStatus
 
 logger = logging.getLogger(__name__)
@@ -32,27 +33,38 @@ INGEST_STATUSES = (DatasetStatus.QUEUED, DatasetStatus.PROCESSING)
 
 
 def stalled_datasets() -> list[tuple[uuid.UUID, str]]:
-    """(id, status) of datasets whose heartbeat (or creation, if none) is older than the stall."""
+    """(id, status) of datasets whose heartbeat (or creation, if none) is older than the stall.
+
+    Deleted datasets not yet purged are reported with the status ``"deleted"``.
+    """
     stale = timezone.now() - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
-    return list(
-        Dataset.objects.filter(status__in=SCAN_STATUSES + INGEST_STATUSES)
+    working = list(
+        Dataset.objects.filter(status__in=SCAN_STATUSES + INGEST_STATUSES, deleted_at__isnull=True)
         .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale))
         .order_by("created_at")
         .values_list("id", "status")[:REAP_BATCH]
     )
+    unpurged = Dataset.objects.filter(deleted_at__lt=stale).values_list("id", flat=True)
+    return working + [(dataset_id, "deleted") for dataset_id in unpurged[:REAP_BATCH]]
 
 
 def datasets_reap() -> int:
     """Send the scan or ingest task again for every stalled dataset; returns how many were sent."""
-    from csvault.datasets.tasks import ingest_dataset, scan_dataset
+    from csvault.datasets.tasks import ingest_dataset, purge_dataset, scan_dataset
 
     sent = 0
     for dataset_id, status in stalled_datasets():
         # At most one re-send per stall period per dataset, whatever the tick.
         if not cache.add(f"reaped:{dataset_id}", 1, timeout=settings.CSVAULT_STALL_SECONDS):
             continue
-        task = scan_dataset if status in SCAN_STATUSES else ingest_dataset
+        if status == "deleted":
+            task = purge_dataset
+        elif status in SCAN_STATUSES:
+            task = scan_dataset
+        else:
+            task = ingest_dataset
         task.delay(str(dataset_id))
         sent += 1
+        metrics.record_requeue(task.name)
         logger.warning("re-queued stalled dataset %s (%s)", dataset_id, status)
     return sent

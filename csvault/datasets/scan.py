@@ -23,6 +23,9 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from csvault.audit.models import AuditAction
+from csvault.audit.services import audit_record
+from csvault.core import metrics
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
 from csvault.datasets.keys import dataset_data_key
 from csvault.datasets.models import Dataset, DatasetStatus
@@ -150,6 +153,13 @@ def _clean(dataset: Dataset, attempt: int, scanner_name: str, elapsed: float) ->
         ):
             return ScanOutcome("stopped")
         ingest_dataset.delay_on_commit(str(dataset.id))  # type: ignore[attr-defined]
+        audit_record(
+            AuditAction.SCAN_CLEAN,
+            user_id=dataset.owner_id,
+            dataset_id=dataset.id,
+            scanner=scanner_name,
+        )
+    metrics.record_scan("clean", scanner_name)
     logger.info("scan of %s clean (%s, %.2f s)", dataset.id, scanner_name, elapsed)
     return ScanOutcome(DatasetStatus.QUEUED)
 
@@ -180,11 +190,20 @@ def _reject(dataset: Dataset, attempt: int, scanner_name: str, result: ScanResul
             return ScanOutcome("stopped")
         storage_key = dataset.storage_key
         transaction.on_commit(lambda: storages["datasets"].delete(storage_key))
+        audit_record(
+            AuditAction.SCAN_REJECTED,
+            user_id=dataset.owner_id,
+            dataset_id=dataset.id,
+            scanner=scanner_name,
+            signature=signature,
+        )
+    metrics.record_scan("too_large" if result.exceeds_limits else "infected", scanner_name)
     logger.warning("scan of %s rejected: %s (%s)", dataset.id, signature, scanner_name)
     return ScanOutcome(DatasetStatus.REJECTED, signature)
 
 
 def _unavailable(dataset_id: uuid.UUID, attempt: int, reason: str) -> ScanOutcome:
+    metrics.record_scan("unavailable", get_scanner().name)
     if attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
         _fail(
             dataset_id,
@@ -196,6 +215,7 @@ def _unavailable(dataset_id: uuid.UUID, attempt: int, reason: str) -> ScanOutcom
                 f"(last: {reason}); the file was not ingested. Upload it again later.",
             },
         )
+        audit_record(AuditAction.SCAN_FAILED, dataset_id=dataset_id, reason="scanner_unavailable")
         return ScanOutcome(DatasetStatus.FAILED)
     logger.warning("scan of %s: scanner unavailable (attempt %d): %s", dataset_id, attempt, reason)
     _release(dataset_id, attempt)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -19,16 +20,37 @@ ROWS_DEFAULT_LIMIT = 100
 ROWS_MAX_LIMIT = 1000
 
 
+class DatasetNotFound(Http404):
+    """404 for an absent dataset and for another user's alike.
+
+    ``foreign`` is True when the dataset exists but belongs to someone else, so
+    the denied access can be audited; the client never sees the difference.
+    """
+
+    def __init__(self, dataset_id: Any = None, *, foreign: bool = False) -> None:
+        super().__init__("Not found.")
+        self.dataset_id = dataset_id
+        self.foreign = foreign
+
+
+def visible_datasets() -> QuerySet[Dataset]:
+    """Datasets not deleted (a deleted one is unreadable at once, purged later)."""
+    return Dataset.objects.filter(deleted_at__isnull=True)
+
+
 def dataset_list(*, owner: User) -> QuerySet[Dataset]:
-    return Dataset.objects.filter(owner=owner).defer("wrapped_key")
+    return visible_datasets().filter(owner=owner).defer("wrapped_key")
 
 
 def dataset_get(*, owner: User, dataset_id: Any) -> Dataset:
     """The caller's dataset; 404 for an absent one and for another user's alike."""
     try:
-        return Dataset.objects.get(id=dataset_id, owner=owner)
-    except (Dataset.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404 from exc
+        return visible_datasets().get(id=dataset_id, owner=owner)
+    except (ValueError, TypeError, ValidationError) as exc:
+        raise DatasetNotFound() from exc
+    except Dataset.DoesNotExist as exc:
+        foreign = visible_datasets().filter(id=dataset_id).exclude(owner=owner).exists()
+        raise DatasetNotFound(dataset_id, foreign=foreign) from exc
 
 
 def dataset_progress(*, dataset: Dataset) -> dict[str, Any]:

@@ -11,9 +11,11 @@ from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 
+from csvault.core import metrics
 from csvault.core.errors import UploadRejected
 from csvault.crypto.active import get_keyring
 from csvault.datasets.models import FINAL_STATUSES, Dataset, DatasetStatus
+from csvault.datasets.quotas import quota_check
 from csvault.datasets.rowstore import rows_delete
 from csvault.datasets.uploads import EncryptedUpload
 
@@ -33,9 +35,47 @@ def sanitize_filename(name: str) -> str:
     return kept[:200] or "upload.csv"
 
 
+# Magic numbers of common binary formats, checked whatever the name or declared type: a
+# PDF or a ZIP can start with pages of NUL-free bytes. Only prefixes no CSV file starts with.
+_BINARY_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF87a": "a GIF image",
+    b"GIF89a": "a GIF image",
+    b"%PDF-": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (or an Excel/Office file)",
+    b"PK\x05\x06": "a ZIP archive",
+    b"PK\x07\x08": "a ZIP archive",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": "an old Excel/Office file",
+    b"\x1f\x8b": "a gzip archive",
+    b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
+    b"Rar!\x1a\x07": "a RAR archive",
+    b"\xfd7zXZ\x00": "an xz archive",
+    b"\x7fELF": "an ELF executable",
+    b"\xcf\xfa\xed\xfe": "a Mach-O executable",
+    b"\xca\xfe\xba\xbe": "a Mach-O or Java class file",
+}
+
+
 def _check_looks_like_text(head: bytes) -> None:
+    for magic, kind in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise UploadRejected(
+                f"The file is not a CSV text file: it looks like {kind}.",
+                code="not_csv",
+                status_code=415,
+            )
     # Text files have no NUL byte; UTF-16 (with a BOM) is the exception.
     if b"\0" in head and not head.startswith(_UTF16_BOMS):
+        sample = head[:64]
+        pairs = [sample[i : i + 2] for i in range(0, len(sample) - 1, 2)]
+        if pairs and all(pair.count(0) == 1 for pair in pairs):
+            raise UploadRejected(
+                "The file looks like UTF-16 text without a byte order mark. "
+                "Save it as UTF-8 (or UTF-16 with a byte order mark) and upload it again.",
+                code="not_csv",
+                status_code=415,
+            )
         raise UploadRejected(
             "The file is not a CSV text file (it contains binary data).",
             code="not_csv",
@@ -68,6 +108,9 @@ def dataset_create(
     stored_as = storage.save(storage_key, upload)
     try:
         with transaction.atomic():
+            # Lock the owner so concurrent uploads pass the quota one at a time.
+            User.objects.select_for_update().filter(pk=owner.pk).first()
+            quota_check(owner=owner, incoming_bytes=upload.size or 0)
             dataset = Dataset.objects.create(
                 id=upload.dataset_id,
                 owner=owner,
@@ -88,6 +131,7 @@ def dataset_create(
     except BaseException:
         storage.delete(stored_as)
         raise
+    metrics.record_upload(dataset_id=dataset.id, size=dataset.size)
     logger.info("dataset %s uploaded: %d bytes", dataset.id, dataset.size)
     return dataset
 
@@ -111,14 +155,36 @@ def dataset_cancel(*, dataset: Dataset) -> Dataset:
 
 
 def dataset_delete(*, dataset: Dataset) -> None:
-    """Delete a dataset: wrapped key, rows and record together, the file after commit."""
-    storage_key = dataset.storage_key
+    """Crypto-shred a dataset now; purge its rows, file and record in the background.
+
+    The wrapped data key is destroyed in the same transaction that hides the
+    dataset, so from the commit on its rows and file are unreadable (backups
+    included). A running scan or ingest is cancelled (its next ownership check
+    fails). The purge task, re-sent by the reaper if it is lost, removes the rest.
+    """
     dataset_id: uuid.UUID = dataset.id
+    now = timezone.now()
     with transaction.atomic():
-        # Shred the key first; the UPDATE also locks the row, so a running
-        # ingest batch commits before the rows go.
-        Dataset.objects.filter(id=dataset_id).update(wrapped_key=b"")
-        rows_delete(dataset_id=dataset_id)
-        Dataset.objects.filter(id=dataset_id).delete()
-        transaction.on_commit(lambda: storages["datasets"].delete(storage_key))
-    logger.info("dataset %s deleted", dataset_id)
+        # The UPDATEs lock the row: a running ingest batch commits first.
+        Dataset.objects.filter(id=dataset_id).exclude(status__in=FINAL_STATUSES).update(
+            status=DatasetStatus.CANCELLED, finished_at=now
+        )
+        Dataset.objects.filter(id=dataset_id).update(wrapped_key=b"", deleted_at=now)
+        from csvault.datasets.tasks import purge_dataset
+
+        purge_dataset.delay_on_commit(str(dataset_id))  # type: ignore[attr-defined]
+    logger.info("dataset %s deleted (key destroyed, purge queued)", dataset_id)
+
+
+def dataset_purge(*, dataset_id: uuid.UUID) -> bool:
+    """Remove a deleted dataset's rows, file and record; False if there is nothing to purge."""
+    dataset = Dataset.objects.filter(id=dataset_id, deleted_at__isnull=False).first()
+    if dataset is None:
+        return False
+    rows_delete(dataset_id=dataset_id)
+    storage = storages["datasets"]
+    if dataset.storage_key and storage.exists(dataset.storage_key):
+        storage.delete(dataset.storage_key)
+    Dataset.objects.filter(id=dataset_id, deleted_at__isnull=False).delete()
+    logger.info("dataset %s purged", dataset_id)
+    return True

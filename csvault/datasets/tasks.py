@@ -48,6 +48,19 @@ def ingest_dataset(self: Task, dataset_id: str) -> str:
     return dataset_ingest(dataset_id=uuid.UUID(dataset_id)).status
 
 
+@shared_task(
+    name="csvault.purge_dataset",
+    autoretry_for=_INFRA_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=8,
+)
+def purge_dataset(dataset_id: str) -> bool:
+    from csvault.datasets.services import dataset_purge
+
+    return dataset_purge(dataset_id=uuid.UUID(dataset_id))
+
+
 @shared_task(name="csvault.reap_stalled", ignore_result=True)
 def reap_stalled() -> int:
     from csvault.datasets.reaper import datasets_reap

@@ -13,6 +13,8 @@ from django.core.files.storage import storages
 
 from csvault.datasets.ingest import dataset_ingest
 from csvault.datasets.models import Dataset, ProcessedData
+from csvault.datasets.scan import dataset_scan
+from csvault.datasets.services import dataset_purge
 from tests.conftest import ingest, read_all_rows, upload
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
 
@@ -234,19 +236,36 @@ def test_another_users_dataset_answers_404(api, other_api, method, suffix):
     assert Dataset.objects.filter(id=dataset_id, status="completed").exists()
 
 
-def test_delete_removes_rows_file_and_record(api):
+def test_delete_shreds_the_key_at_once_and_the_purge_removes_the_rest(api):
     dataset_id = ingest(upload(api, to_csv(tricky_rows(20))))
     dataset = Dataset.objects.get(id=dataset_id)
     path = Path(storages["datasets"].path(dataset.storage_key))
     assert path.exists()
-    with pytest.MonkeyPatch.context() as mp:
-        # on_commit callbacks run at the end of the test transaction; run them now.
-        mp.setattr("django.db.transaction.on_commit", lambda fn, using=None, robust=False: fn())
-        assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
+
+    assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
+
+    # From the response on: gone for the API, and the key to its data is destroyed.
     assert api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 404
     assert api.get(f"/api/datasets/{dataset_id}/").status_code == 404
+    assert dataset_id not in [d["id"] for d in api.get("/api/datasets/").json()["results"]]
+    assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 404
+    shredded = Dataset.objects.get(id=dataset_id)
+    assert bytes(shredded.wrapped_key) == b""
+    assert shredded.deleted_at is not None
+    # The background purge (the task's body) removes rows, file and record.
+    assert dataset_purge(dataset_id=dataset.id) is True
     assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
+    assert not Dataset.objects.filter(id=dataset_id).exists()
     assert not path.exists()
+    assert dataset_purge(dataset_id=dataset.id) is False
+
+
+def test_delete_cancels_a_dataset_that_is_not_finished(api):
+    dataset_id = upload(api, to_csv(tricky_rows(20))).json()["id"]
+    assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
+    assert Dataset.objects.get(id=dataset_id).status == "cancelled"
+    assert dataset_scan(dataset_id=dataset_id).status == "skipped"
+    assert dataset_ingest(dataset_id=dataset_id).status == "skipped"
 
 
 def test_cancel_stops_a_pending_dataset_and_it_is_never_ingested(api):

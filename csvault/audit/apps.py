@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "csvault.audit"
+    label = "audit"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,268 @@
+"""Prometheus metrics: csvault's counters and histograms, scrape-time gauges, the /metrics view.
+
+Every process (gunicorn workers, Celery workers and their pool children) writes its
+counters into ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up
+in settings), so a scrape of ``/metrics`` on any web process sees the sum over every
+csvault process on that host. Workers on other hosts serve the same on
+``CSVAULT_WORKER_METRICS_PORT`` (see :func:`start_worker_exporter`).
+
+Gauges that describe shared state (datasets by status, queue depth, scanner up) are not
+kept by any process: :class:`StateCollector` computes them at scrape time.
+
+Labels carry only fixed vocabularies (status, verdict, scanner, task name, queue): never
+dataset ids, user ids or anything from a file.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from csvault.core import logs
+
+logger = logging.getLogger(__name__)
+
+UPLOADS = Counter("csvault_uploads", "Datasets uploaded (accepted and stored).")
+UPLOAD_BYTES = Counter("csvault_upload_bytes", "Plaintext bytes of accepted uploads.")
+ROWS_INGESTED = Counter("csvault_rows_ingested", "Rows of datasets whose ingest completed.")
+INGEST_DURATION = Histogram(
+    "csvault_ingest_duration_seconds",
+    "Wall time of an ingest run that completed a dataset.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 2400, 3600),
+)
+SCAN_VERDICTS = Counter(
+    "csvault_scan_verdicts",
+    "Malware scan outcomes: clean, infected, too_large (rejected unscanned), unavailable.",
+    ["verdict", "scanner"],
+)
+TASK_RESULTS = Counter(
+    "csvault_task_results",
+    "Pipeline tasks that returned, by the status they left the dataset in.",
+    ["task", "result"],
+)
+TASK_FAILURES = Counter(
+    "csvault_task_failures",
+    "Celery tasks that failed with an exception (after their retries).",
+    ["task", "exception"],
+)
+TASK_RETRIES = Counter("csvault_task_retries", "Celery task retries scheduled.", ["task"])
+REAPER_REQUEUES = Counter(
+    "csvault_reaper_requeues",
+    "Stalled datasets whose task the reaper sent again, by task.",
+    ["task"],
+)
+
+
+# --- one-line hooks for the services -------------------------------------------
+
+
+def record_upload(*, dataset_id: object, size: int) -> None:
+    """An upload was stored; also names the dataset in the request's log context."""
+    UPLOADS.inc()
+    UPLOAD_BYTES.inc(size)
+    logs.dataset_id.set(str(dataset_id))
+
+
+def record_ingest(*, rows: int, seconds: float) -> None:
+    ROWS_INGESTED.inc(rows)
+    INGEST_DURATION.observe(seconds)
+
+
+def record_scan(verdict: str, scanner: str) -> None:
+    SCAN_VERDICTS.labels(verdict=verdict, scanner=scanner).inc()
+
+
+def record_requeue(task: str) -> None:
+    REAPER_REQUEUES.labels(task=task).inc()
+
+
+# --- scrape-time state -----------------------------------------------------------
+
+# kombu's Redis transport keeps priorities 3, 6 and 9 in lists next to the queue's own.
+_REDIS_PRIORITY_SEP = "\x06\x16"
+_REDIS_PRIORITIES = (3, 6, 9)
+
+
+def queue_depths(broker_url: str, transport_options: dict[str, Any]) -> dict[str, int]:
+    """Messages waiting in each csvault queue (Redis LLEN, or message files on disk)."""
+    from config.celery import all_queues
+
+    queues = all_queues()
+    if broker_url.startswith(("redis://", "rediss://")):
+        import redis
+
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for queue in queues:
+                pipe.llen(queue)
+                for pri in _REDIS_PRIORITIES:
+                    pipe.llen(f"{queue}{_REDIS_PRIORITY_SEP}{pri}")
+            lengths = pipe.execute()
+        finally:
+            client.close()
+        per = 1 + len(_REDIS_PRIORITIES)
+        return {q: int(sum(lengths[i * per : (i + 1) * per])) for i, q in enumerate(queues)}
+    if broker_url.startswith("filesystem://"):
+        folder = Path(str(transport_options["data_folder_in"]))
+        names = [entry.name for entry in os.scandir(folder) if entry.is_file()]
+        return {q: sum(1 for n in names if n.endswith(f".{q}.msg")) for q in queues}
+    return {}
+
+
+def _probe_scanner() -> Any:
+    """The configured scanner, with a short timeout when it is a network service."""
+    from csvault.scanning import ClamdScanner, get_scanner
+
+    if settings.CLAMD_URL:
+        return ClamdScanner(settings.CLAMD_URL, timeout=settings.CSVAULT_PROBE_TIMEOUT)
+    return get_scanner()
+
+
+class StateCollector(Collector):
+    """Gauges computed at scrape time from the database, the broker and the scanner.
+
+    A part that cannot be read is left out of the scrape (and counted in
+    ``csvault_scrape_errors``) so that one outage does not hide every other metric.
+    """
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        errors = GaugeMetricFamily(
+            "csvault_scrape_errors",
+            "1 when a part of the scrape-time state could not be read.",
+            labels=["part"],
+        )
+        for part, produce in (
+            ("datasets", self._datasets),
+            ("queues", self._queues),
+            ("scanner", self._scanner),
+        ):
+            try:
+                yield from produce()
+                errors.add_metric([part], 0)
+            except Exception as exc:
+                logger.warning("metrics: %s unavailable: %s", part, type(exc).__name__)
+                errors.add_metric([part], 1)
+        yield errors
+
+    def _datasets(self) -> Iterator[GaugeMetricFamily]:
+        from django.db.models import Count, Min
+        from django.db.models.functions import Coalesce
+        from django.utils import timezone
+
+        from csvault.datasets.models import FINAL_STATUSES, Dataset, DatasetStatus
+
+        rows = Dataset.objects.values("status").annotate(
+            n=Count("id"), oldest=Min(Coalesce("heartbeat_at", "created_at"))
+        )
+        by_status = {row["status"]: row for row in rows}
+        count = GaugeMetricFamily("csvault_datasets", "Datasets by status.", labels=["status"])
+        age = GaugeMetricFamily(
+            "csvault_datasets_oldest_activity_age_seconds",
+            "Non-final statuses: seconds since the least recent heartbeat (or upload) "
+            "among datasets in that status; 0 when there are none.",
+            labels=["status"],
+        )
+        now = timezone.now()
+        for status in DatasetStatus.values:
+            row = by_status.get(status)
+            count.add_metric([status], row["n"] if row else 0)
+            if status not in FINAL_STATUSES:
+                oldest = row["oldest"] if row else None
+                age.add_metric([status], (now - oldest).total_seconds() if oldest else 0.0)
+        yield count
+        yield age
+
+    def _queues(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "csvault_queue_depth", "Messages waiting in each broker queue.", labels=["queue"]
+        )
+        for queue, n in queue_depths(
+            settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        ).items():
+            depth.add_metric([queue], n)
+        yield depth
+
+    def _scanner(self) -> Iterator[GaugeMetricFamily]:
+        from csvault.scanning import ScannerUnavailable
+
+        up = GaugeMetricFamily(
+            "csvault_scanner_up",
+            "1 when the malware scanner answered a ping at scrape time.",
+            labels=["scanner", "minimal"],
+        )
+        scanner = _probe_scanner()
+        try:
+            scanner.ping()
+            value = 1
+        except ScannerUnavailable:
+            value = 0
+        up.add_metric([scanner.name, str(bool(scanner.minimal)).lower()], value)
+        yield up
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that reads every csvault process's metric files on this host."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+# --- exposition --------------------------------------------------------------------
+
+
+def _authorized(request: HttpRequest) -> bool:
+    token = settings.CSVAULT_METRICS_TOKEN
+    if not token:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: Prometheus text format; a bearer token when CSVAULT_METRICS_TOKEN is set."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+    if not _authorized(request):
+        return HttpResponse(
+            "metrics need Authorization: Bearer <CSVAULT_METRICS_TOKEN>\n",
+            status=401,
+            content_type="text/plain",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    started = time.monotonic()
+    registry = multiprocess_registry()
+    registry.register(StateCollector())
+    body = generate_latest(registry)
+    logger.debug("metrics scraped in %.3f s", time.monotonic() - started)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def start_worker_exporter(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104
+    """Serve this host's multiprocess metrics on ``port`` (for hosts that run only workers).
+
+    Scrape-time state (datasets, queues, scanner) is left to ``/metrics`` on the web
+    servers, so that it is not reported once per host.
+    """
+    start_http_server(port, addr=addr, registry=multiprocess_registry())
+    logger.info("worker metrics exporter listening on %s:%d", addr, port)

@@ -1,0 +1,77 @@
+"""Request context for logs: a request id (honoured from ``X-Request-ID`` or made), the
+dataset from the URL, the user once authenticated; one access line per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from csvault.core import logs
+
+logger = logging.getLogger("csvault.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A proxy's or client's id is kept when it is short and harmless in a log line.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def request_id_from(request: HttpRequest) -> str:
+    """The incoming ``X-Request-ID`` if it is sane, else a new random one."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    if _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Sets the log context for the request and returns the request id in the response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        rid = request_id_from(request)
+        request.request_id = rid  # type: ignore[attr-defined]
+        tokens = [
+            (logs.request_id, logs.request_id.set(rid)),
+            (logs.current_request, logs.current_request.set(request)),
+            (logs.dataset_id, logs.dataset_id.set(None)),
+            (logs.user_id, logs.user_id.set(None)),
+        ]
+        started = time.monotonic()
+        try:
+            response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = rid
+            logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+            return response
+        finally:
+            for var, token in reversed(tokens):
+                var.reset(token)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> None:
+        # Every dataset endpoint names its dataset in the URL.
+        if (value := view_kwargs.get("dataset_id")) is not None:
+            logs.dataset_id.set(str(value))

@@ -1,0 +1,242 @@
+"""Summary text and chart of a ``make loadtest`` run (reads loadtests/out/)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+TARGET_AVG_MS = 20.0
+TARGET_P99_MS = 100.0
+KNEE_P95_MS = 200.0
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _text(path: Path) -> str:
+    return path.read_text().strip() if path.is_file() else "?"
+
+
+def _locust_totals(out: Path, phase: str) -> dict[str, float] | None:
+    path = out / f"{phase}_stats.csv"
+    if not path.is_file():
+        return None
+    with path.open() as fh:
+        for row in csv.DictReader(fh):
+            if row["Name"] == "Aggregated":
+                return {
+                    "requests": float(row["Request Count"]),
+                    "failures": float(row["Failure Count"]),
+                    "rps": float(row["Requests/s"]),
+                }
+    return None
+
+
+def _failures(out: Path, phase: str) -> list[str]:
+    path = out / f"{phase}_failures.csv"
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        return [
+            f"  {r['Occurrences']} x {r['Method']} {r['Name']}: {r['Error'][:160]}"
+            for r in csv.DictReader(fh)
+        ]
+
+
+def _row(name: str, s: dict[str, float]) -> str:
+    return (
+        f"{name:<42} {int(s['requests']):>8} {int(s['failures']):>5} {s['rps']:>8.1f} "
+        f"{s['avg']:>7.1f} {s['p50']:>7.1f} {s['p95']:>7.1f} {s['p99']:>7.1f} {s['max']:>8.1f}"
+    )
+
+
+HEADER = (
+    f"{'endpoint':<42} {'requests':>8} {'fails':>5} {'req/s':>8} "
+    f"{'avg':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>8}   (ms)"
+)
+
+
+def _server_settings() -> str:
+    env = os.environ
+    return (
+        f"gunicorn {env.get('WEB_WORKER_CLASS', 'gthread')} x{env.get('WEB_CONCURRENCY', '2')} "
+        f"workers, {env.get('WEB_THREADS', '4')} threads each; "
+        f"CONN_MAX_AGE {env.get('DATABASE_CONN_MAX_AGE', '60')}; "
+        f"celery concurrency {env.get('CELERY_CONCURRENCY', '2')}"
+    )
+
+
+def _machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    return f"{platform.node()}: nproc {nproc}, {cpu}, Python {platform.python_version()}"
+
+
+def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[str, Any] | None:
+    record = _load(out / f"{phase}.json")
+    if not record or not record["steps"]:
+        return None
+    step = record["steps"][0]
+    totals = _locust_totals(out, phase) or {}
+    lines += [
+        "",
+        f"== {title}: {step['users']} users, think {record['think']} s, "
+        f"measured {step['seconds']:.0f} s after {record['warmup']:.0f} s warm-up ==",
+        f"uptime at start: {_text(out / f'{phase}-uptime-start.txt')}",
+        f"uptime at end:   {_text(out / f'{phase}-uptime-end.txt')}",
+        f"locust CPU (its own process): {step['locust_cpu'] or 0:.0f} %",
+        HEADER,
+    ]
+    lines += [_row(name, s) for name, s in step["endpoints"].items()]
+    lines.append(_row("ALL (measured window)", step["total"]))
+    if totals:
+        lines.append(
+            f"whole run incl. spawn (Locust CSV): {int(totals['requests'])} requests, "
+            f"{int(totals['failures'])} failures, {totals['rps']:.1f} req/s"
+        )
+    for status, flow in sorted(record["upload_flows"].items()):
+        lines.append(
+            f"upload -> {status}: {int(flow['requests'])} uploads, p50 {flow['p50']:.0f} ms, "
+            f"p95 {flow['p95']:.0f} ms, max {flow['max']:.0f} ms (includes the 1 s poll interval)"
+        )
+    lines += _failures(out, phase)
+    return {"step": step, "totals": totals}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="loadtests/out")
+    parser.add_argument("--mode", default="?")
+    parser.add_argument("--scanner", default="?")
+    parser.add_argument("--cache", default="?")
+    parser.add_argument("--nocache", default="?")
+    parser.add_argument("--seed-rows", default="?")
+    parser.add_argument("--accounts", default="?")
+    args = parser.parse_args()
+    out = Path(args.out)
+
+    lines = [
+        "csvault load test",
+        f"machine: {_machine()}",
+        f"mode: {args.mode} (cache {args.cache}; scanner {args.scanner})",
+        f"server: {_server_settings()}",
+        f"data: {args.accounts} accounts, each with one completed {args.seed_rows}-row dataset; "
+        "uploads of 200-row CSVs; Locust FastHttpUser on the same machine",
+    ]
+
+    steady = steady_section(out, "steady", "Phase 1: steady load, cache on", lines)
+    if steady:
+        total = steady["step"]["total"]
+        fails = int(steady["totals"].get("failures", total["failures"]))
+        checks = [
+            (f"average <= {TARGET_AVG_MS:.0f} ms", total["avg"] <= TARGET_AVG_MS, total["avg"]),
+            (f"p99 <= {TARGET_P99_MS:.0f} ms", total["p99"] <= TARGET_P99_MS, total["p99"]),
+            ("zero failures", fails == 0, fails),
+        ]
+        lines.append(
+            "targets: "
+            + "; ".join(f"{n}: {'met' if ok else 'MISSED'} ({v:.1f})" for n, ok, v in checks)
+        )
+
+    ramp = _load(out / "ramp.json")
+    knee: str = "no ramp run"
+    if ramp and ramp["steps"]:
+        lines += [
+            "",
+            f"== Phase 2: stepped ramp, think {ramp['think']} s, stats per step after "
+            f"{ramp['warmup']:.0f} s warm-up ==",
+            f"uptime at start: {_text(out / 'ramp-uptime-start.txt')}",
+            f"uptime at end:   {_text(out / 'ramp-uptime-end.txt')}",
+            f"{'users':>6} {'req/s':>8} {'requests':>9} {'fails':>6} {'avg':>7} {'p50':>7} "
+            f"{'p95':>7} {'p99':>7} {'max':>8} {'locust cpu':>11}",
+        ]
+        previous = None
+        knee = f"p95 stays under {KNEE_P95_MS:.0f} ms up to {ramp['steps'][-1]['users']} users"
+        crossed = False
+        for step in ramp["steps"]:
+            t = step["total"]
+            lines.append(
+                f"{step['users']:>6} {t['rps']:>8.1f} {int(t['requests']):>9} "
+                f"{int(t['failures']):>6} {t['avg']:>7.1f} {t['p50']:>7.1f} {t['p95']:>7.1f} "
+                f"{t['p99']:>7.1f} {t['max']:>8.1f} {step['locust_cpu'] or 0:>10.0f}%"
+            )
+            if not crossed and t["p95"] > KNEE_P95_MS:
+                crossed = True
+                knee = (
+                    f"p95 crosses {KNEE_P95_MS:.0f} ms between {previous} and {step['users']} "
+                    f"users (p95 {t['p95']:.0f} ms at {step['users']})"
+                    if previous
+                    else f"p95 is over {KNEE_P95_MS:.0f} ms already at {step['users']} users"
+                )
+            previous = step["users"]
+        lines.append(knee)
+        slowest = ramp["steps"][-1]["endpoints"]
+        lines.append(f"per endpoint at {ramp['steps'][-1]['users']} users:")
+        lines.append(HEADER)
+        lines += [_row(name, s) for name, s in slowest.items()]
+        lines += _failures(out, "ramp")
+        chart(ramp, out / "loadtest.png", knee)
+
+    steady_section(out, "nocache", f"Phase 1 again with the cache off ({args.nocache})", lines)
+
+    lines += ["", "== database queries per request (PostgreSQL transactions / HTTP requests) =="]
+    if args.mode != "production":
+        lines.append("n/a in embedded mode (SQLite)")
+    for phase, label in (("steady", "cache on"), ("nocache", "cache off")):
+        db, totals = _load(out / f"{phase}-db.json"), _locust_totals(out, phase)
+        if args.mode == "production" and db and totals and totals["requests"]:
+            lines.append(
+                f"{label:<10} {db['xacts'] / totals['requests']:.2f} per request "
+                f"({db['xacts']} transactions / {int(totals['requests'])} requests; includes "
+                "the worker's ingest of the uploads; autocommit: one per query or atomic block)"
+            )
+    text = "\n".join(lines) + "\n"
+    (out / "summary.txt").write_text(text)
+    print(text)
+    print(f"reports: {out}/summary.txt, {out}/loadtest.png, {out}/*.html, {out}/*_stats*.csv")
+
+
+def chart(ramp: dict[str, Any], path: Path, knee: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    users = [s["users"] for s in ramp["steps"]]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-"), ("avg", "x--")):
+        ax.plot(users, [s["total"][key] for s in ramp["steps"]], style, label=f"{key} latency")
+    ax.axhline(KNEE_P95_MS, color="grey", linestyle=":", label=f"{KNEE_P95_MS:.0f} ms")
+    ax.set_xlabel("concurrent users (think time %s s)" % ramp["think"])
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    right = ax.twinx()
+    right.plot(users, [s["total"]["rps"] for s in ramp["steps"]], "k*-", label="requests/s")
+    right.set_ylabel("requests/s")
+    right.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left")
+    ax.set_title(re.sub(r"\s+", " ", f"csvault stepped ramp: {knee}"), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

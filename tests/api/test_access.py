@@ -1,0 +1,203 @@
+"""Access rules: throttles (429 + Retry-After), quotas, login/logout, CSRF, audit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.files.storage import storages
+from rest_framework.test import APIClient
+
+from csvault.audit.models import AuditAction, AuditEvent
+from csvault.datasets.models import Dataset
+from tests.conftest import client_for, ingest, upload
+from tests.csvdata import MARKER, to_csv, tricky_rows
+from tests.scanning.samples import csv_with_cell, eicar
+
+pytestmark = pytest.mark.django_db
+
+
+def rates(settings: Any, **overrides: str) -> None:
+    rest = dict(settings.REST_FRAMEWORK)
+    rest["DEFAULT_THROTTLE_RATES"] = {**rest["DEFAULT_THROTTLE_RATES"], **overrides}
+    settings.REST_FRAMEWORK = rest
+
+
+def events(action: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=action).order_by("at", "id"))
+
+
+# --- throttles ---------------------------------------------------------------------------
+
+
+def test_reads_over_the_rate_get_429_with_retry_after(api, settings):
+    rates(settings, read="3/min")
+    for _ in range(3):
+        assert api.get("/api/datasets/").status_code == 200
+    response = api.get("/api/datasets/")
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert response.json()["error"]["code"] == "throttled"
+
+
+def test_throttles_count_per_user(api, other_api, settings):
+    rates(settings, read="2/min")
+    api.get("/api/datasets/")
+    api.get("/api/datasets/")
+    assert api.get("/api/datasets/").status_code == 429
+    assert other_api.get("/api/datasets/").status_code == 200
+
+
+def test_uploads_have_their_own_rate(api, settings):
+    rates(settings, upload="1/min")
+    assert upload(api, b"a\n1\n").status_code == 201
+    response = upload(api, b"a\n2\n")
+    assert response.status_code == 429
+    assert "Retry-After" in response
+    assert api.get("/api/datasets/").status_code == 200
+    assert Dataset.objects.count() == 1
+
+
+def test_login_attempts_are_throttled_per_address(user, settings):
+    rates(settings, login="2/min")
+    client = APIClient()
+    for _ in range(2):
+        response = client.post("/api/auth/token/", {"username": "alice", "password": "wrong"})
+        assert response.status_code == 400
+    response = client.post("/api/auth/token/", {"username": "alice", "password": "pw-alice"})
+    assert response.status_code == 429
+
+
+# --- quotas --------------------------------------------------------------------------------
+
+
+def test_storage_quota_refuses_what_does_not_fit_and_stores_nothing(api, settings):
+    settings.CSVAULT_QUOTA_BYTES = 1000
+    first = upload(api, b"a,b\n" + b"1,2\n" * 150)  # 604 bytes
+    assert first.status_code == 201
+    stored_before = storages["datasets"].listdir("datasets")[1]
+    response = upload(api, b"a,b\n" + b"3,4\n" * 150)
+    assert response.status_code == 403
+    body = response.json()["error"]
+    assert body["code"] == "storage_quota_exceeded"
+    assert body["quota_bytes"] == 1000
+    assert "Delete datasets" in body["message"]
+    assert Dataset.objects.count() == 1
+    assert storages["datasets"].listdir("datasets")[1] == stored_before
+    # Deleting frees the space at once.
+    assert api.delete(f"/api/datasets/{first.json()['id']}/").status_code == 204
+    assert upload(api, b"a,b\n" + b"3,4\n" * 150).status_code == 201
+
+
+def test_too_many_unfinished_datasets_get_429_until_one_finishes(api, settings):
+    settings.CSVAULT_MAX_ACTIVE_DATASETS = 1
+    first = upload(api, b"a\n1\n")
+    response = upload(api, b"a\n2\n")
+    assert response.status_code == 429
+    assert response["Retry-After"] == "30"
+    assert response.json()["error"]["code"] == "too_many_active_datasets"
+    ingest(first)
+    assert upload(api, b"a\n3\n").status_code == 201
+
+
+# --- login, logout, inactive users -----------------------------------------------------------
+
+
+def test_login_gives_a_token_and_logout_revokes_it_at_once(user):
+    client = APIClient()
+    token = client.post("/api/auth/token/", {"username": "alice", "password": "pw-alice"}).json()[
+        "token"
+    ]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/datasets/").status_code == 200
+
+    assert client.post("/api/auth/logout/").status_code == 204
+    response = client.get("/api/datasets/")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+    again = APIClient().post("/api/auth/token/", {"username": "alice", "password": "pw-alice"})
+    assert again.json()["token"] != token
+    assert [e.username for e in events(AuditAction.LOGIN)] == ["alice", "alice"]
+    assert [e.username for e in events(AuditAction.LOGOUT)] == ["alice"]
+
+
+def test_an_inactive_user_gets_401(user, api):
+    user.is_active = False
+    user.save()
+    assert api.get("/api/datasets/").status_code == 401
+    response = APIClient().post("/api/auth/token/", {"username": "alice", "password": "pw-alice"})
+    assert response.status_code == 400
+
+
+def test_a_failed_login_is_audited_with_the_name_tried(user):
+    APIClient().post("/api/auth/token/", {"username": "alice", "password": "nope"})
+    (event,) = events(AuditAction.LOGIN_FAILED)
+    assert event.username == "alice"
+    assert event.user is None
+    assert event.ip == "127.0.0.1"
+    assert "nope" not in str(event.detail)
+
+
+def test_session_writes_need_the_csrf_token(user):
+    client = APIClient(enforce_csrf_checks=True)
+    assert client.login(username="alice", password="pw-alice")
+    assert client.get("/api/datasets/").status_code == 200
+    refused = upload(client, b"a\n1\n")
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["error"]["message"]
+    client.get("/admin/login/")  # any page that sets the CSRF cookie
+    client.credentials(HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value)
+    assert upload(client, b"a\n1\n").status_code == 201
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def test_the_life_of_a_dataset_is_audited_without_cell_values(api, other_api, user, other_user):
+    response = upload(api, to_csv(tricky_rows(20)))
+    dataset_id = ingest(response)
+    assert other_api.get(f"/api/datasets/{dataset_id}/").status_code == 404
+    assert api.get(f"/api/datasets/{dataset_id}/export/").status_code == 200
+    assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
+
+    trail = list(AuditEvent.objects.filter(dataset_id=dataset_id).order_by("at", "id"))
+    assert [(e.action, e.username) for e in trail] == [
+        ("upload", "alice"),
+        ("scan_clean", "alice"),
+        ("access_denied", "mallory"),
+        ("export", "alice"),
+        ("delete", "alice"),
+    ]
+    assert trail[0].ip == "127.0.0.1"
+    assert trail[0].detail["size"] == len(to_csv(tricky_rows(20)))
+    assert trail[3].detail == {"format": "csv"}
+    for event in AuditEvent.objects.all():
+        assert MARKER not in str(event.detail)
+
+
+def test_a_malware_verdict_is_audited(api):
+    dataset_id = ingest(upload(api, csv_with_cell(eicar(), start=300)))
+    (event,) = events(AuditAction.SCAN_REJECTED)
+    assert str(event.dataset_id) == dataset_id
+    assert event.username == "alice"
+    assert "Eicar" in event.detail["signature"] or "EICAR" in event.detail["signature"]
+
+
+def test_a_refused_upload_is_audited(api):
+    upload(api, b"")
+    (event,) = events(AuditAction.UPLOAD_REFUSED)
+    assert event.detail == {"code": "empty_file"}
+
+
+def test_audit_events_are_read_only_in_the_admin(make_user, api):
+    upload(api, b"a\n1\n")
+    admin = make_user("root")
+    admin.is_staff = admin.is_superuser = True
+    admin.save()
+    client = client_for(admin)
+    client.force_login(admin)
+    listing = client.get("/admin/audit/auditevent/")
+    assert listing.status_code == 200
+    assert b"alice" in listing.content
+    assert client.get("/admin/audit/auditevent/add/").status_code == 403
