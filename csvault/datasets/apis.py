@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+from django.core.cache import cache
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,10 +20,18 @@ from rest_framework.views import APIView
 
 from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
+from csvault.core.errors import UploadRejected
+from csvault.datasets.cache import TTL_SECONDS, list_cache_key
 from csvault.datasets.export import dataset_export, export_response, parse_export_format
 from csvault.datasets.models import Dataset
 from csvault.datasets.quotas import quota_check
-from csvault.datasets.selectors import dataset_get, dataset_list, dataset_progress, dataset_row_page
+from csvault.datasets.reads import (
+    dataset_detail_read,
+    dataset_progress_read,
+    detail_payload,
+    open_payload,
+)
+from csvault.datasets.selectors import dataset_get, dataset_list, dataset_row_page
 from csvault.datasets.serializers import (
     DatasetSerializer,
     DatasetUploadSerializer,
@@ -42,11 +52,28 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
 
     @extend_schema(responses=DatasetSerializer(many=True))
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(DatasetSerializer(page, many=True).data)
+        key = list_cache_key(
+            request.user.pk or 0,
+            request.query_params.get("cursor", ""),
+            request.query_params.get("page_size", ""),
+        )
+        body = cache.get(key)
+        if body is None:
+            page = self.paginate_queryset(self.get_queryset()) or []
+            body = dict(self.get_paginated_response([detail_payload(d) for d in page]).data)
+            cache.set(key, body, TTL_SECONDS)
+        return Response({**body, "results": [open_payload(item) for item in body["results"]]})
 
     @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
     def post(self, request: Request) -> Response:
+        if not request.META.get("CONTENT_LENGTH"):
+            # Django reads no body without a Content-Length (chunked or close-delimited);
+            # say so instead of a puzzling "no file was submitted".
+            raise UploadRejected(
+                "Send the upload with a Content-Length header; chunked bodies are not read.",
+                code="length_required",
+                status_code=411,
+            )
         # Before the body is read: refuse at once what the quota cannot take.
         quota_check(owner=request.user, incoming_bytes=_declared_length(request))  # type: ignore[arg-type]
         serializer = DatasetUploadSerializer(data=request.data)
@@ -72,9 +99,8 @@ def _declared_length(request: Request) -> int:
 
 class DatasetDetailApi(APIView):
     @extend_schema(responses=DatasetSerializer)
-    def get(self, request: Request, dataset_id: str) -> Response:
-        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
-        return Response(DatasetSerializer(dataset).data)
+    def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
+        return Response(dataset_detail_read(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, dataset_id: str) -> Response:
@@ -86,9 +112,8 @@ class DatasetDetailApi(APIView):
 
 class DatasetProgressApi(APIView):
     @extend_schema(responses=ProgressSerializer)
-    def get(self, request: Request, dataset_id: str) -> Response:
-        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
-        return Response(dataset_progress(dataset=dataset))
+    def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
+        return Response(dataset_progress_read(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
 
 
 class DatasetCancelApi(APIView):

@@ -69,7 +69,7 @@ def dataset_claim(*, dataset_id: uuid.UUID) -> int | None:
     stale = now - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
     with transaction.atomic():
         claimed = (
-            Dataset.objects.filter(id=dataset_id)
+            Dataset.objects.for_write(dataset_id)
             .filter(
                 Q(status__in=CLAIMABLE) | Q(status=DatasetStatus.PROCESSING, heartbeat_at__lt=stale)
             )
@@ -177,7 +177,9 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
 
 
 def _owned(dataset_id: uuid.UUID, attempt: int) -> QuerySet[Dataset]:
-    return Dataset.objects.filter(id=dataset_id, status=DatasetStatus.PROCESSING, attempts=attempt)
+    return Dataset.objects.for_write(dataset_id).filter(
+        status=DatasetStatus.PROCESSING, attempts=attempt
+    )
 
 
 def _save_header(dataset: Dataset, attempt: int, cipher: RowCipher, columns: list[str]) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 
 
 class DatasetStatus(models.TextChoices):
@@ -27,6 +28,34 @@ FINAL_STATUSES = frozenset(
         DatasetStatus.CANCELLED,
     }
 )
+
+
+class DatasetQuerySet(models.QuerySet["Dataset"]):
+    """``for_write(id)``: a queryset whose ``update()`` also clears that dataset's cached reads."""
+
+    _written_id: uuid.UUID | str | None = None
+
+    def for_write(self, dataset_id: uuid.UUID | str) -> DatasetQuerySet:
+        qs = self.filter(id=dataset_id)
+        qs._written_id = dataset_id
+        return qs
+
+    def _clone(self) -> DatasetQuerySet:
+        clone: DatasetQuerySet = super()._clone()  # type: ignore[misc]
+        clone._written_id = self._written_id
+        return clone
+
+    def update(self, **kwargs: Any) -> int:
+        updated = super().update(**kwargs)
+        if updated and self._written_id is not None:
+            from csvault.datasets.cache import dataset_changed
+
+            written = self._written_id
+            # Now, and again after commit (at once outside a transaction), so that
+            # no reader re-caches the old state in between.
+            dataset_changed(written)
+            transaction.on_commit(lambda: dataset_changed(written), using=self.db)
+        return updated
 
 
 class Dataset(models.Model):
@@ -71,6 +100,8 @@ class Dataset(models.Model):
     # Set by DELETE together with destroying the wrapped key (crypto-shredding);
     # the rows, the file and this record are then purged in the background.
     deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DatasetQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -51,8 +51,8 @@ class ScanOutcome:
 
 
 def _scanning(dataset_id: uuid.UUID, attempt: int) -> QuerySet[Dataset]:
-    return Dataset.objects.filter(
-        id=dataset_id, status=DatasetStatus.SCANNING, scan_attempts=attempt
+    return Dataset.objects.for_write(dataset_id).filter(
+        status=DatasetStatus.SCANNING, scan_attempts=attempt
     )
 
 
@@ -62,7 +62,7 @@ def dataset_scan_claim(*, dataset_id: uuid.UUID) -> int | None:
     stale = now - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
     with transaction.atomic():
         claimed = (
-            Dataset.objects.filter(id=dataset_id)
+            Dataset.objects.for_write(dataset_id)
             .filter(
                 Q(status=DatasetStatus.PENDING)
                 | Q(status=DatasetStatus.SCANNING, heartbeat_at__lt=stale)

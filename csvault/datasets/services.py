@@ -14,6 +14,7 @@ from django.utils import timezone
 from csvault.core import metrics
 from csvault.core.errors import UploadRejected
 from csvault.crypto.active import get_keyring
+from csvault.datasets.cache import owner_list_changed
 from csvault.datasets.models import FINAL_STATUSES, Dataset, DatasetStatus
 from csvault.datasets.quotas import quota_check
 from csvault.datasets.rowstore import rows_delete
@@ -132,6 +133,7 @@ def dataset_create(
         storage.delete(stored_as)
         raise
     metrics.record_upload(dataset_id=dataset.id, size=dataset.size)
+    owner_list_changed(owner.pk)
     logger.info("dataset %s uploaded: %d bytes", dataset.id, dataset.size)
     return dataset
 
@@ -140,7 +142,7 @@ def dataset_cancel(*, dataset: Dataset) -> Dataset:
     """Stop a dataset that has not finished; its rows are dropped. Final ones stay as they are."""
     with transaction.atomic():
         cancelled = (
-            Dataset.objects.filter(id=dataset.id)
+            Dataset.objects.for_write(dataset.id)
             .exclude(status__in=FINAL_STATUSES)
             .update(
                 status=DatasetStatus.CANCELLED,
@@ -166,10 +168,10 @@ def dataset_delete(*, dataset: Dataset) -> None:
     now = timezone.now()
     with transaction.atomic():
         # The UPDATEs lock the row: a running ingest batch commits first.
-        Dataset.objects.filter(id=dataset_id).exclude(status__in=FINAL_STATUSES).update(
+        Dataset.objects.for_write(dataset_id).exclude(status__in=FINAL_STATUSES).update(
             status=DatasetStatus.CANCELLED, finished_at=now
         )
-        Dataset.objects.filter(id=dataset_id).update(wrapped_key=b"", deleted_at=now)
+        Dataset.objects.for_write(dataset_id).update(wrapped_key=b"", deleted_at=now)
         from csvault.datasets.tasks import purge_dataset
 
         purge_dataset.delay_on_commit(str(dataset_id))  # type: ignore[attr-defined]

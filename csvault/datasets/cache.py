@@ -1,0 +1,96 @@
+"""Hot reads from the cache: dataset detail, progress and the owner's list.
+
+Keys carry the owner's id and the dataset's id, so what one user warmed is never
+served to another. Values hold metadata and progress only: the header names stay
+encrypted in the cache (their ciphertext and the wrapped data key, opened when
+served); rows are never cached. Every write to a dataset goes through
+``Dataset.objects.for_write(id)``, whose ``update()`` clears that dataset's keys
+after commit and moves the owner's list version on. With the cache down
+(django-redis ignores its errors) reads fall through to the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import uuid
+from typing import Any
+
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+TTL_SECONDS = 300
+_KINDS = ("detail", "progress")
+
+
+@functools.lru_cache(maxsize=4096)
+def _owner_of(dataset_id: str) -> int | None:
+    # A dataset's owner never changes, so this memo is always right.
+    from csvault.datasets.models import Dataset
+
+    return Dataset.objects.filter(id=dataset_id).values_list("owner_id", flat=True).first()
+
+
+def _key(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> str:
+    return f"csvault:ds:{owner_id}:{dataset_id}:{kind}"
+
+
+def _list_version_key(owner_id: int) -> str:
+    return f"csvault:dslist:{owner_id}:version"
+
+
+def cache_get(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> Any:
+    return cache.get(_key(owner_id, dataset_id, kind))
+
+
+def cache_set(owner_id: int, dataset_id: uuid.UUID | str, kind: str, value: Any) -> None:
+    cache.set(_key(owner_id, dataset_id, kind), value, TTL_SECONDS)
+
+
+def list_cache_key(owner_id: int, *parts: str) -> str:
+    version = cache.get(_list_version_key(owner_id)) or 0
+    return f"csvault:dslist:{owner_id}:{version}:" + ":".join(parts)
+
+
+def dataset_changed(dataset_id: uuid.UUID | str, owner_id: int | None = None) -> None:
+    """Forget the cached reads of one dataset and of its owner's list."""
+    owner = owner_id if owner_id is not None else _owner_of(str(dataset_id))
+    if owner is None:
+        return
+    cache.delete_many([_key(owner, dataset_id, kind) for kind in _KINDS])
+    owner_list_changed(owner)
+
+
+def owner_list_changed(owner_id: int) -> None:
+    key = _list_version_key(owner_id)
+    try:
+        cache.incr(key)
+    except ValueError:  # no version yet (or the cache is down: then nothing is cached)
+        cache.set(key, 1, None)
+
+
+# --- header names travel sealed -------------------------------------------------------------
+
+
+def seal_columns(dataset: Any) -> dict[str, str] | None:
+    if not dataset.columns_ciphertext:
+        return None
+    return {
+        "ct": base64.b64encode(bytes(dataset.columns_ciphertext)).decode(),
+        "key_id": dataset.key_id,
+        "wk": base64.b64encode(bytes(dataset.wrapped_key)).decode(),
+    }
+
+
+def open_columns(dataset_id: uuid.UUID | str, sealed: dict[str, str] | None) -> list[str]:
+    if not sealed:
+        return []
+    from csvault.crypto.active import get_keyring
+    from csvault.crypto.rows import RowCipher
+    from csvault.datasets.keys import HEADER_ROW
+
+    data_key = get_keyring().unwrap(sealed["key_id"], base64.b64decode(sealed["wk"]))
+    cipher = RowCipher(data_key, uuid.UUID(str(dataset_id)), 0)
+    return cipher.decrypt(HEADER_ROW, base64.b64decode(sealed["ct"]))

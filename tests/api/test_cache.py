@@ -1,0 +1,122 @@
+"""Hot reads from the cache: no database query per poll, cleared by writes, per owner,
+never plaintext in the cache, and the database behind it when the cache is down."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from tests.conftest import ingest, upload
+from tests.csvdata import MARKER, to_csv, tricky_rows
+
+pytestmark = pytest.mark.django_db
+
+SECRET_HEADER = ["id", f"{MARKER}-column", "note"]
+
+
+def secret_csv(rows: int = 5) -> bytes:
+    return to_csv([[str(i), f"{MARKER}-{i}", "x"] for i in range(rows)], header=SECRET_HEADER)
+
+
+def cached_values() -> list[bytes]:
+    """Every value in the default cache, as stored (pickled bytes)."""
+    backend = cache._cache if hasattr(cache, "_cache") else None  # locmem
+    if isinstance(backend, dict):
+        return [
+            bytes(v) if isinstance(v, bytes | bytearray) else pickle.dumps(v)
+            for v in backend.values()
+        ]
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    return [redis.dump(key) or b"" for key in redis.scan_iter("*")]
+
+
+def test_polling_progress_costs_no_database_query(api, django_assert_num_queries):
+    dataset_id = upload(api, secret_csv()).json()["id"]
+    api.get(f"/api/datasets/{dataset_id}/progress/")  # warms token and progress
+    for _ in range(3):
+        with django_assert_num_queries(0):
+            response = api.get(f"/api/datasets/{dataset_id}/progress/")
+        assert response.status_code == 200
+    api.get(f"/api/datasets/{dataset_id}/")
+    with django_assert_num_queries(0):
+        assert api.get(f"/api/datasets/{dataset_id}/").status_code == 200
+    api.get("/api/datasets/")
+    with django_assert_num_queries(0):
+        assert api.get("/api/datasets/").status_code == 200
+
+
+def test_writes_clear_the_cached_reads(api):
+    dataset_id = upload(api, secret_csv()).json()["id"]
+    assert api.get(f"/api/datasets/{dataset_id}/progress/").json()["status"] == "pending"
+    assert api.get(f"/api/datasets/{dataset_id}/").json()["columns"] == []
+    listed = api.get("/api/datasets/").json()["results"]
+    assert [d["status"] for d in listed] == ["pending"]
+
+    ingest(_created(dataset_id))
+
+    progress = api.get(f"/api/datasets/{dataset_id}/progress/").json()
+    assert (progress["status"], progress["percent"]) == ("completed", 100.0)
+    detail = api.get(f"/api/datasets/{dataset_id}/").json()
+    assert (detail["status"], detail["row_count"]) == ("completed", 5)
+    assert detail["columns"] == SECRET_HEADER
+    assert [d["status"] for d in api.get("/api/datasets/").json()["results"]] == ["completed"]
+
+    upload(api, b"a\n1\n")
+    assert len(api.get("/api/datasets/").json()["results"]) == 2
+    api.post(f"/api/datasets/{dataset_id}/cancel/")
+    api.delete(f"/api/datasets/{dataset_id}/")
+    assert api.get(f"/api/datasets/{dataset_id}/progress/").status_code == 404
+    assert api.get(f"/api/datasets/{dataset_id}/").status_code == 404
+    assert len(api.get("/api/datasets/").json()["results"]) == 1
+
+
+class _created:
+    """What ingest() needs of an upload response."""
+
+    status_code = 201
+
+    def __init__(self, dataset_id: str) -> None:
+        self.dataset_id = dataset_id
+
+    def json(self) -> dict[str, Any]:
+        return {"id": self.dataset_id}
+
+
+def test_what_one_user_warmed_is_never_served_to_another(api, other_api):
+    dataset_id = ingest(upload(api, secret_csv()))
+    for suffix in ("", "progress/"):
+        assert api.get(f"/api/datasets/{dataset_id}/{suffix}").status_code == 200
+        assert other_api.get(f"/api/datasets/{dataset_id}/{suffix}").status_code == 404
+    assert other_api.get("/api/datasets/").json()["results"] == []
+
+
+def test_no_plaintext_header_or_cell_reaches_the_cache(api):
+    dataset_id = ingest(upload(api, secret_csv()))
+    api.get(f"/api/datasets/{dataset_id}/")
+    api.get(f"/api/datasets/{dataset_id}/progress/")
+    api.get("/api/datasets/")
+    api.get(f"/api/datasets/{dataset_id}/rows/")
+    values = cached_values()
+    assert len(values) >= 4
+    for value in values:
+        assert MARKER.encode() not in value
+
+
+def test_a_dead_cache_falls_back_to_the_database(api, settings):
+    dataset_id = ingest(upload(api, to_csv(tricky_rows(3))))
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 0.2},
+        }
+    }
+    for suffix in ("", "progress/", "rows/"):
+        assert api.get(f"/api/datasets/{dataset_id}/{suffix}").status_code == 200
+    assert api.get("/api/datasets/").status_code == 200
+    assert upload(api, b"a\n1\n").status_code == 201
