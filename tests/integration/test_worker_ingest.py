@@ -2,15 +2,17 @@
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
-from csvault.datasets.models import ProcessedData
+from csvault.datasets.models import Dataset, ProcessedData
 from tests.conftest import read_all_rows, upload, wait_for_status
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
+from tests.scanning.samples import csv_with_cell, eicar
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +72,50 @@ def test_no_cell_value_is_in_plain_text_in_the_database_or_the_data_dir(celery_w
     for path in Path(settings.DATA_DIR).rglob("*"):
         if path.is_file():
             assert marker not in path.read_bytes(), path
+    # Nor in the worker's log, nor anywhere in Redis (broker messages, cache).
+    assert marker not in celery_worker.log.read_bytes()
+    api.get(f"/api/datasets/{dataset_id}/")
+    api.get(f"/api/datasets/{dataset_id}/rows/")
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        import redis
+
+        for url in {settings.CELERY_BROKER_URL, settings.CACHES["default"]["LOCATION"]}:
+            client = redis.Redis.from_url(url)
+            for key in client.scan_iter("*"):
+                assert marker not in (client.dump(key) or b""), key
+
+
+def test_a_worker_rejects_eicar_in_one_cell_and_writes_no_row(celery_worker, api):
+    dataset_id = upload(api, csv_with_cell(eicar(), start=20_000)).json()["id"]
+    dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
+    assert dataset.status == "rejected"
+    assert dataset.error["code"] == "malware_found"
+    assert dataset.scanner == ("clamd" if settings.CLAMD_URL else "builtin")
+    assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
+    assert api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 409
+
+
+def test_scans_and_ingests_are_consumed_from_their_own_queues(worker_factory, api):
+    scanner = worker_factory()
+    scanner.start(stages=("scan",))
+    dataset_id = upload(api, to_csv(tricky_rows(2000))).json()["id"]
+    assert wait_for_status(dataset_id, {"queued", "failed", "rejected"}).status == "queued"
+    time.sleep(2)  # nothing consumes the ingest queue yet
+    assert wait_for_status(dataset_id, {"queued"}).rows_processed == 0
+    ingester = worker_factory()
+    ingester.start(stages=("ingest",))
+    assert wait_for_status(dataset_id, {"completed", "failed"}).status == "completed"
+    assert "csvault.scan_dataset[" not in ingester.log.read_text()  # "Task name[id] received"
+    assert "csvault.ingest_dataset[" not in scanner.log.read_text()
+    assert "csvault.ingest_dataset[" in ingester.log.read_text()
+
+
+def test_a_deleted_dataset_is_purged_by_the_worker(celery_worker, api):
+    dataset_id = upload(api, to_csv(tricky_rows(3000))).json()["id"]
+    assert wait_for_status(dataset_id, {"completed", "failed"}).status == "completed"
+    assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
+    deadline = time.monotonic() + 60
+    while Dataset.objects.filter(id=dataset_id).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Dataset.objects.filter(id=dataset_id).exists()
+    assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
