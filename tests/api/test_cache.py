@@ -4,6 +4,8 @@ never plaintext in the cache, and the database behind it when the cache is down.
 from __future__ import annotations
 
 import pickle
+import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,13 +24,16 @@ def secret_csv(rows: int = 5) -> bytes:
 
 
 def cached_values() -> list[bytes]:
-    """Every value in the default cache, as stored (pickled bytes)."""
-    backend = cache._cache if hasattr(cache, "_cache") else None  # locmem
-    if isinstance(backend, dict):
-        return [
-            bytes(v) if isinstance(v, bytes | bytearray) else pickle.dumps(v)
-            for v in backend.values()
-        ]
+    """Every value in the default cache, as stored (pickled bytes, decompressed)."""
+    if isinstance(cache._cache if hasattr(cache, "_cache") else None, dict):  # locmem
+        return [bytes(v) for v in cache._cache.values()]
+    if hasattr(cache, "_dir"):  # FileBasedCache: pickled expiry, then zlib(pickle(value))
+        values = []
+        for path in Path(cache._dir).glob("*.djcache"):
+            with path.open("rb") as fh:
+                pickle.load(fh)
+                values.append(zlib.decompress(fh.read()))
+        return values
     from django_redis import get_redis_connection
 
     redis = get_redis_connection("default")
