@@ -57,6 +57,18 @@ def wait_for_progress(dataset_id: Any, rows: int, timeout: float = 120) -> None:
     raise AssertionError(f"ingest of {dataset_id} did not reach {rows} rows in {timeout} s")
 
 
+def poll_progress(api: Any, dataset_id: Any, timeout: float) -> list[dict[str, Any]]:
+    """GET the progress endpoint until a final status; every answer, in order."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.append(api.get(f"/api/datasets/{dataset_id}/progress/").json())
+        if seen[-1]["status"] in {"completed", "failed", "rejected", "cancelled"}:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{dataset_id} not final after {timeout} s: {seen[-1]}")
+
+
 @pytest.fixture(scope="module")
 def big_file() -> tuple[bytes, list[list[str]]]:
     rows = tricky_rows(600_000, seed=11)
@@ -71,13 +83,22 @@ def test_sigkill_mid_ingest_then_a_new_worker_finishes_within_60s(worker_factory
     wait_for_progress(dataset_id, len(rows) // 5)
     first.kill(signal.SIGKILL)
     killed_at = Dataset.objects.get(id=dataset_id).rows_processed
+    before = api.get(f"/api/datasets/{dataset_id}/progress/").json()
 
     second = worker_factory()
     second.start(beat=True, extra_env=FAST_REAPER)
     started = time.monotonic()
-    dataset = wait_for_status(dataset_id, {"completed", "failed"}, timeout=60)
+    seen = poll_progress(api, dataset_id, timeout=60)
     assert time.monotonic() - started < 60
+    dataset = Dataset.objects.get(id=dataset_id)
     assert dataset.attempts == 2
+    # Progress, as a client polling the API sees it, never went backwards.
+    percents = [before["percent"]] + [p["percent"] for p in seen]
+    assert percents == sorted(percents)
+    assert seen[-1]["percent"] == 100.0
+    rows_seen = [p["rows_processed"] for p in seen]
+    assert rows_seen == sorted(rows_seen)
+    assert len(set(percents)) > 2, "the poll saw the resumed ingest move"
     assert 0 < killed_at < len(rows)
     assert_rows_exactly(dataset_id, rows)
 
