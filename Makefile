@@ -49,6 +49,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	@if command -v promtool >/dev/null; then \
+	  promtool check rules deploy/prometheus/alerts.yml && promtool test rules deploy/prometheus/alerts.test.yml; \
+	else echo "promtool not installed: alert rules not checked (see docs/operations.md)"; fi
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -61,3 +64,13 @@ clean:
 .PHONY: bench
 bench: install
 	$(BIN)/python bench/ingest_bench.py $(BENCH_ARGS)
+
+## the load test (Locust, headless) against a private local instance it starts and stops;
+## PostgreSQL/Redis when DATABASE_URL etc. are set, embedded otherwise; reports in loadtests/out/
+LOADTEST_STAMP := $(VENV)/.loadtest-$(shell sha1sum pyproject.toml | cut -c1-12)
+$(LOADTEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
+	rm -f $(VENV)/.loadtest-* && touch $@
+.PHONY: loadtest
+loadtest: $(LOADTEST_STAMP)
+	scripts/loadtest.sh

@@ -27,7 +27,9 @@ def multipart(fields: dict[str, str], filename: str, content: bytes) -> tuple[by
     ]
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: text/csv\r\n\r\n".encode() + content + b"\r\n"
+        "Content-Type: text/csv\r\n\r\n".encode()
+        + content
+        + b"\r\n"
     )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -30,17 +30,15 @@ import math
 import os
 import random
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import LoadTestShape, constant_throughput, events, task
+from csvgen import multipart, small_csv
+from locust import LoadTestShape, constant_throughput, events, tag, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-
-from csvgen import multipart, small_csv
 
 THINK = float(os.environ.get("LOADTEST_THINK", "1"))
 PAGE_LIMIT = int(os.environ.get("LOADTEST_PAGE_LIMIT", "100"))
@@ -85,6 +83,7 @@ class ApiClient(FastHttpUser):
 
     # --- reads ----------------------------------------------------------------
 
+    @tag("progress")
     @task(8)
     def poll_progress(self) -> None:
         self.client.get(
@@ -93,6 +92,7 @@ class ApiClient(FastHttpUser):
             name="/api/datasets/[id]/progress/",
         )
 
+    @tag("rows")
     @task(4)
     def page_rows(self) -> None:
         """One page per task; the next task follows ``next`` (a reader paging on)."""
@@ -111,10 +111,12 @@ class ApiClient(FastHttpUser):
                 resp.failure("empty page")
             self.rows_next = body.get("next")
 
+    @tag("list")
     @task(3)
     def list_datasets(self) -> None:
         self.client.get("/api/datasets/", headers=self.headers, name="/api/datasets/")
 
+    @tag("detail")
     @task(3)
     def detail(self) -> None:
         self.client.get(
@@ -123,6 +125,7 @@ class ApiClient(FastHttpUser):
             name="/api/datasets/[id]/",
         )
 
+    @tag("export")
     @task(1)
     def export_csv(self) -> None:
         self.client.get(
@@ -133,15 +136,14 @@ class ApiClient(FastHttpUser):
 
     # --- upload, then watch it ---------------------------------------------------
 
+    @tag("upload")
     @task(1)
     def upload_and_watch(self) -> None:
-        body, content_type = multipart(
-            {"name": "load test"}, "load.csv", small_csv(UPLOAD_ROWS)
-        )
+        body, content_type = multipart({"name": "load test"}, "load.csv", small_csv(UPLOAD_ROWS))
         started = time.monotonic()
         with self.client.post(
             "/api/datasets/",
-            data=body,
+            data=body,  # type: ignore[arg-type]  # bytes are sent as they are
             headers={**self.headers, "Content-Type": content_type},
             name="/api/datasets/ (upload)",
             catch_response=True,

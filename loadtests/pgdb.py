@@ -33,7 +33,9 @@ def recreate(url: str) -> None:
     if not name.startswith("csvault_load"):
         raise SystemExit(f"refusing to drop {name!r}: the load test database is csvault_load*")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         preload = conn.execute("SHOW shared_preload_libraries").fetchone()
     if preload and "pg_stat_statements" in str(preload[0]):

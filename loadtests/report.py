@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,7 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    nproc = len(os.sched_getaffinity(0))
     return f"{platform.node()}: nproc {nproc}, {cpu}, Python {platform.python_version()}"
 
 
@@ -222,7 +221,7 @@ def chart(ramp: dict[str, Any], path: Path, knee: str) -> None:
     for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-"), ("avg", "x--")):
         ax.plot(users, [s["total"][key] for s in ramp["steps"]], style, label=f"{key} latency")
     ax.axhline(KNEE_P95_MS, color="grey", linestyle=":", label=f"{KNEE_P95_MS:.0f} ms")
-    ax.set_xlabel("concurrent users (think time %s s)" % ramp["think"])
+    ax.set_xlabel(f"concurrent users (think time {ramp['think']} s)")
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 DATA_DIR="${CSVAULT_DATA_DIR:-var}"
 mkdir -p "$DATA_DIR"
+# Every csvault process on this host starts now: drop earlier runs' metric files.
+"$BIN/python" manage.py metrics_reset >/dev/null
 
 "$BIN/gunicorn" config.wsgi --config scripts/gunicorn.conf.py &
 WEB=$!

@@ -79,12 +79,11 @@ def _plain_http(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
+def _fresh_cache() -> None:
     """Throttle counters and cached reads must not leak from one test into the next."""
     from django.core.cache import cache
 
     cache.clear()
-    yield
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Celery task signals: log context, task metrics, the worker metrics exporter.
-        from csvault.core import signals  # noqa: F401
+        # Token cache invalidation on logout / user changes, in every process.
+        from csvault.core import (
+            authentication,  # noqa: F401
+            signals,  # noqa: F401
+        )
 
         # System checks register on import (``check --deploy`` warns without clamd).
         from csvault.scanning import checks  # noqa: F401
-
-        # Token cache invalidation on logout / user changes, in every process.
-        from csvault.core import authentication  # noqa: F401

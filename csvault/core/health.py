@@ -72,9 +72,7 @@ def check_broker() -> dict[str, Any]:
     if url.startswith(("redis://", "rediss://")):
         import redis
 
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout
-        )
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         try:
             client.ping()
         finally:
@@ -111,6 +109,8 @@ def check_cache() -> dict[str, Any]:
 
         get_redis_connection("default").ping()
         return {"backend": "redis"}
+    if backend.endswith(".DummyCache"):
+        return {"backend": "DummyCache", "note": "caching is off"}
     from django.core.cache import cache
 
     key, value = f"readyz:{uuid.uuid4().hex}", uuid.uuid4().hex

@@ -1,7 +1,8 @@
 """Log context and formatters: every line carries the request, user, dataset and task it is about.
 
-The context lives in :mod:`contextvars`, set by :class:`csvault.core.middleware.RequestContextMiddleware`
-(request id, dataset id from the URL, the user once authenticated) and by the Celery
+The context lives in :mod:`contextvars`, set by the request middleware
+(:class:`csvault.core.middleware.RequestContextMiddleware`: request id, dataset id from
+the URL, the user once authenticated) and by the Celery
 ``task_prerun``/``task_postrun`` handlers in :mod:`csvault.core.signals` (task id, dataset
 id). :class:`ContextFilter` copies what is known onto each record; the formatters print it
 as JSON fields (``LOG_FORMAT=json``, the default) or as ``key=value`` pairs after the
@@ -61,6 +62,13 @@ def _authenticated_user_id(request: Any) -> str | None:
     return str(user.pk)
 
 
+def clear() -> None:
+    """Forget the context (at the end of a request or a task)."""
+    for var in _VARS.values():
+        var.set(None)
+    current_request.set(None)
+
+
 def context() -> dict[str, str]:
     """The known context fields (unknown ones are left out)."""
     known = {name: value for name, var in _VARS.items() if (value := var.get()) is not None}
@@ -89,10 +97,9 @@ class JsonFormatter(_JsonFormatter):
     """One JSON object per line: time, level, logger, message, context fields, exc_info."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
-        kwargs.setdefault(
-            "rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"}
-        )
+        kwargs.setdefault("fmt", "%(levelname)s %(name)s %(message)s")
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("timestamp", "time")  # ISO 8601, UTC
         # Celery attaches its whole log context as ``data``; the useful parts (task
         # name and id) are already in the message and the context fields.
         kwargs.setdefault("reserved_attrs", [*_RESERVED, "data"])
@@ -106,7 +113,7 @@ class PlainFormatter(logging.Formatter):
         kwargs.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
         super().__init__(*args, **kwargs)
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (stdlib name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         pairs = [f"{name}={value}" for name in FIELDS if (value := getattr(record, name, None))]
         return f"{line} [{' '.join(pairs)}]" if pairs else line

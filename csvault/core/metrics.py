@@ -240,7 +240,7 @@ def _authorized(request: HttpRequest) -> bool:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics``: Prometheus text format; a bearer token when CSVAULT_METRICS_TOKEN is set."""
+    """``GET /metrics`` in the Prometheus text format (behind CSVAULT_METRICS_TOKEN if set)."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
     if not _authorized(request):

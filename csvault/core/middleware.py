@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.core.signals import request_finished
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
 from csvault.core import logs
@@ -38,32 +40,28 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         rid = request_id_from(request)
         request.request_id = rid  # type: ignore[attr-defined]
-        tokens = [
-            (logs.request_id, logs.request_id.set(rid)),
-            (logs.current_request, logs.current_request.set(request)),
-            (logs.dataset_id, logs.dataset_id.set(None)),
-            (logs.user_id, logs.user_id.set(None)),
-        ]
+        # Not reset when the view returns: Django logs 4xx/5xx responses and a
+        # streaming body is produced after that; request_finished clears it.
+        logs.request_id.set(rid)
+        logs.current_request.set(request)
+        logs.dataset_id.set(None)
+        logs.user_id.set(None)
         started = time.monotonic()
-        try:
-            response = self.get_response(request)
-            response[REQUEST_ID_HEADER] = rid
-            logger.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                },
-            )
-            return response
-        finally:
-            for var, token in reversed(tokens):
-                var.reset(token)
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = rid
+        logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return response
 
     def process_view(
         self,
@@ -75,3 +73,8 @@ class RequestContextMiddleware:
         # Every dataset endpoint names its dataset in the URL.
         if (value := view_kwargs.get("dataset_id")) is not None:
             logs.dataset_id.set(str(value))
+
+
+@receiver(request_finished)
+def _clear_request_context(**_: Any) -> None:
+    logs.clear()

@@ -34,7 +34,9 @@ def _task_started(task_id: str | None = None, task: Any = None, args: Any = None
 
 
 @signals.task_postrun.connect
-def _task_finished(task: Any = None, retval: Any = None, state: str | None = None, **_: Any) -> None:
+def _task_finished(
+    task: Any = None, retval: Any = None, state: str | None = None, **_: Any
+) -> None:
     name = _task_name(task)
     if state == "SUCCESS" and name in DATASET_TASKS and isinstance(retval, str):
         metrics.TASK_RESULTS.labels(task=name, result=retval).inc()

@@ -35,7 +35,9 @@ class ScopedUserThrottle(SimpleRateThrottle):
 
     def get_rate(self) -> str | None:
         # Read at request time (not import time) so settings changes take effect.
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")  # type: ignore[no-any-return]
+        rates: Any = api_settings.DEFAULT_THROTTLE_RATES
+        rate = rates.get(self.scope or "")
+        return str(rate) if rate else None
 
     def allow_request(self, request: Request, view: Any) -> bool:
         self.scope = self.scope_for(request, view)

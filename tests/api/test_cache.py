@@ -25,11 +25,13 @@ def secret_csv(rows: int = 5) -> bytes:
 
 def cached_values() -> list[bytes]:
     """Every value in the default cache, as stored (pickled bytes, decompressed)."""
-    if isinstance(cache._cache if hasattr(cache, "_cache") else None, dict):  # locmem
-        return [bytes(v) for v in cache._cache.values()]
-    if hasattr(cache, "_dir"):  # FileBasedCache: pickled expiry, then zlib(pickle(value))
+    store = getattr(cache, "_cache", None)
+    if isinstance(store, dict):  # locmem
+        return [bytes(v) for v in store.values()]
+    cache_dir = getattr(cache, "_dir", None)
+    if cache_dir:  # FileBasedCache: pickled expiry, then zlib(pickle(value))
         values = []
-        for path in Path(cache._dir).glob("*.djcache"):
+        for path in Path(cache_dir).glob("*.djcache"):
             with path.open("rb") as fh:
                 pickle.load(fh)
                 values.append(zlib.decompress(fh.read()))

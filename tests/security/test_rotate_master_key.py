@@ -1,4 +1,4 @@
-"""``manage.py rotate_master_key``: re-wrap data keys under the new master key, then drop the old."""
+"""``manage.py rotate_master_key``: re-wrap data keys under a new master key, drop the old."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from csvault.crypto.active import get_keyring
 from csvault.crypto.keyring import generate_master_key_spec
 from csvault.datasets.ingest import dataset_ingest
 from csvault.datasets.management.rotation import (
@@ -18,7 +19,6 @@ from csvault.datasets.management.rotation import (
 )
 from csvault.datasets.models import Dataset
 from csvault.datasets.scan import dataset_scan
-from csvault.crypto.active import get_keyring
 from tests.conftest import ingest, read_all_rows, upload
 from tests.csvdata import to_csv, tricky_rows
 
@@ -136,12 +136,27 @@ def test_a_dataset_deleted_or_rotated_meanwhile_is_never_overwritten(api, settin
     report = RotationReport()
     dataset_keys_rewrap(keyring=keyring, rows=batch, report=report)
     assert (report.rewrapped, report.skipped) == (1, 2)
-    assert not Dataset.objects.filter(id=deleted).exists()
+    assert bytes(Dataset.objects.get(id=deleted).wrapped_key) == b""  # still shredded
     row = Dataset.objects.get(id=rotated)
     assert (row.key_id, bytes(row.wrapped_key)) == concurrent
     assert Dataset.objects.get(id=plain).key_id == "B"
     settings.CSVAULT_MASTER_KEYS = KEY_B
     assert read_all_rows(api, rotated)[1] == [{"row": 1, "values": ["1"]}]
+
+
+def test_deleted_datasets_neither_count_nor_keep_an_old_key_in_use(api, settings):
+    settings.CSVAULT_MASTER_KEYS = KEY_A
+    kept, deleted = (ingest(upload(api, f"a\n{n}\n".encode())) for n in range(2))
+    assert api.delete(f"/api/datasets/{deleted}/").status_code == 204
+    # The purge runs in the background; until then the shredded record is still there.
+    assert Dataset.objects.filter(id=deleted).exists()
+    settings.CSVAULT_MASTER_KEYS = f"{KEY_B},{KEY_A}"
+    output = rotate()
+    assert "Re-wrapped: 1" in output
+    assert "Skipped (deleted or re-wrapped concurrently): 0" in output
+    assert "Key ids still in use: B (1)" in output
+    settings.CSVAULT_MASTER_KEYS = KEY_B
+    assert read_all_rows(api, kept)[1] == [{"row": 1, "values": ["0"]}]
 
 
 def test_batches_cover_every_dataset_once(api, settings):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from csvault.crypto.keyring import Keyring, KeyringError
 from csvault.datasets.models import Dataset
@@ -34,6 +34,12 @@ class RotationReport:
     problems: dict[str, str] = field(default_factory=dict)
 
 
+def _live() -> QuerySet[Dataset]:
+    # A deleted dataset's key is already destroyed (crypto-shredded); its record only
+    # waits for the background purge and needs no master key any more.
+    return Dataset.objects.filter(deleted_at__isnull=True)
+
+
 def dataset_keys_stale(*, keyring: Keyring, batch_size: int) -> Iterator[list[WrappedKeyRow]]:
     """Batches of the datasets whose data key is not wrapped under the active master key.
 
@@ -41,7 +47,7 @@ def dataset_keys_stale(*, keyring: Keyring, batch_size: int) -> Iterator[list[Wr
     re-wrapped (or fails) is not read again.
     """
     after: uuid.UUID | None = None
-    stale = Dataset.objects.exclude(key_id=keyring.active_id).order_by("id")
+    stale = _live().exclude(key_id=keyring.active_id).order_by("id")
     while True:
         page = stale.filter(id__gt=after) if after is not None else stale
         batch = [
@@ -69,7 +75,7 @@ def dataset_keys_rewrap(
     updates: list[tuple[WrappedKeyRow, str, bytes]] = []
     for row in rows:
         _, key_id, wrapped = row
-        if not wrapped:  # shredded by a delete in progress
+        if not wrapped:  # shredded by a delete since the read
             report.skipped += 1
             continue
         try:
@@ -98,7 +104,7 @@ def dataset_keys_rotate(
 ) -> RotationReport:
     """Re-wrap every data key that is not under the active master key; see the report."""
     report = RotationReport()
-    report.current = Dataset.objects.filter(key_id=keyring.active_id).count()
+    report.current = _live().filter(key_id=keyring.active_id).count()
     for batch in dataset_keys_stale(keyring=keyring, batch_size=batch_size):
         dataset_keys_rewrap(keyring=keyring, rows=batch, report=report, dry_run=dry_run)
     return report
@@ -106,5 +112,5 @@ def dataset_keys_rotate(
 
 def dataset_key_ids_in_use() -> dict[str, int]:
     """Master key id -> number of datasets whose data key is wrapped under it."""
-    counts = Dataset.objects.values("key_id").annotate(n=Count("id")).order_by("key_id")
+    counts = _live().values("key_id").annotate(n=Count("id")).order_by("key_id")
     return {row["key_id"]: row["n"] for row in counts}
