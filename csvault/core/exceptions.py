@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from csvault.core.errors import CsvaultError
+from csvault.crypto.rows import RowDecryptError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,17 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     _audit(exc, context)
+    if isinstance(exc, RowDecryptError):
+        # Tampered or corrupted ciphertext: never data, always this error.
+        logger.error("integrity check failed: %s", exc)
+        return Response(
+            error_body(
+                "integrity_error",
+                "Stored data failed its integrity check and was not returned "
+                "(it was altered or corrupted). The operator has been told.",
+            ),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     if isinstance(exc, CsvaultError):
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(retry_after)} if retry_after else None
