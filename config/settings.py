@@ -266,6 +266,10 @@ CSVAULT_MAX_COLUMNS = env.int("CSVAULT_MAX_COLUMNS", default=1000)
 CSVAULT_MAX_FIELD_BYTES = env.int("CSVAULT_MAX_FIELD_BYTES", default=1 << 20)
 CSVAULT_MAX_ROWS = env.int("CSVAULT_MAX_ROWS", default=100_000_000)
 CSVAULT_INGEST_BATCH_ROWS = env.int("CSVAULT_INGEST_BATCH_ROWS", default=20_000)
+# Server-Sent Events: how often a stream looks at the (cached) progress, and
+# how long one stream lasts before the client reconnects (it holds a thread).
+CSVAULT_SSE_INTERVAL_SECONDS = env.float("CSVAULT_SSE_INTERVAL_SECONDS", default=0.5)
+CSVAULT_SSE_MAX_SECONDS = env.float("CSVAULT_SSE_MAX_SECONDS", default=60.0)
 # Per-user quotas (0 = none): bytes stored, and datasets not yet final.
 CSVAULT_QUOTA_BYTES = env.int("CSVAULT_QUOTA_BYTES", default=20 << 30)
 CSVAULT_MAX_ACTIVE_DATASETS = env.int("CSVAULT_MAX_ACTIVE_DATASETS", default=20)

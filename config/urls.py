@@ -25,6 +25,11 @@ urlpatterns = [
         "api/datasets/<uuid:dataset_id>/rows/", apis.DatasetRowsApi.as_view(), name="dataset-rows"
     ),
     path(
+        "api/datasets/<uuid:dataset_id>/events/",
+        apis.DatasetEventsApi.as_view(),
+        name="dataset-events",
+    ),
+    path(
         "api/datasets/<uuid:dataset_id>/cancel/",
         apis.DatasetCancelApi.as_view(),
         name="dataset-cancel",

@@ -30,6 +30,7 @@ from csvault.datasets.reads import (
     dataset_progress_read,
     detail_payload,
     open_payload,
+    progress_events,
 )
 from csvault.datasets.selectors import dataset_get, dataset_list, dataset_row_page
 from csvault.datasets.serializers import (
@@ -114,6 +115,42 @@ class DatasetProgressApi(APIView):
     @extend_schema(responses=ProgressSerializer)
     def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
         return Response(dataset_progress_read(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
+
+
+class DatasetEventsApi(APIView):
+    """``GET``: Server-Sent Events of the progress until the dataset is final.
+
+    One ``progress`` event (the progress object as JSON) each time it changes,
+    read from the cache like the polling endpoint; ``end`` with the final
+    progress when the dataset is final. A stream lasts at most
+    ``CSVAULT_SSE_MAX_SECONDS``; ``EventSource`` reconnects by itself (``retry``).
+    """
+
+    renderer_classes = [JSONRenderer]  # for errors; the stream is a StreamingHttpResponse
+
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        renderer = JSONRenderer()  # Accept: text/event-stream must not be a 406
+        return renderer, renderer.media_type
+
+    @extend_schema(
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR, description="event: progress / event: end, data: progress JSON"
+            )
+        }
+    )
+    def get(self, request: Request, dataset_id: uuid.UUID) -> StreamingHttpResponse:
+        owner = request.user
+        dataset_progress_read(owner=owner, dataset_id=dataset_id)  # type: ignore[arg-type]  # 404s now
+        response = StreamingHttpResponse(
+            progress_events(owner=owner, dataset_id=dataset_id),  # type: ignore[arg-type]
+            content_type="text/event-stream",
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
+        return response
 
 
 class DatasetCancelApi(APIView):

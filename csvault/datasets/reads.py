@@ -7,13 +7,18 @@ through the selectors, which also enforce ownership, and fill the cache.
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.http import Http404
 
 from csvault.datasets.cache import cache_get, cache_set, open_columns, seal_columns
-from csvault.datasets.models import Dataset
+from csvault.datasets.models import FINAL_STATUSES, Dataset
 from csvault.datasets.selectors import dataset_get, dataset_progress
 from csvault.datasets.serializers import DatasetSerializer
 
@@ -45,3 +50,34 @@ def dataset_progress_read(*, owner: User, dataset_id: uuid.UUID) -> dict[str, An
         progress = dataset_progress(dataset=dataset_get(owner=owner, dataset_id=dataset_id))
         cache_set(owner.pk, dataset_id, "progress", progress)
     return progress
+
+
+def progress_events(*, owner: User, dataset_id: uuid.UUID) -> Iterator[str]:
+    """Server-Sent Events: ``progress`` on each change, ``end`` once final, then stop."""
+    interval = settings.CSVAULT_SSE_INTERVAL_SECONDS
+    deadline = time.monotonic() + settings.CSVAULT_SSE_MAX_SECONDS
+    last: dict[str, Any] | None = None
+    last_sent = time.monotonic()
+    yield "retry: 2000\n\n"
+    while True:
+        try:
+            progress = dataset_progress_read(owner=owner, dataset_id=dataset_id)
+        except Http404:
+            yield _event("error", {"code": "not_found", "message": "The dataset was deleted."})
+            return
+        if progress != last:
+            yield _event("progress", progress)
+            last, last_sent = progress, time.monotonic()
+        if progress["status"] in FINAL_STATUSES:
+            yield _event("end", progress)
+            return
+        if time.monotonic() >= deadline:
+            return  # the client reconnects
+        if time.monotonic() - last_sent > 15:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        time.sleep(interval)
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
