@@ -4,11 +4,12 @@ Each simulated user is a client with an API token (shared round-robin among the
 accounts listed in ``LOADTEST_ACCOUNTS``, each seeded with one completed
 dataset). It mostly polls and reads, sometimes uploads:
 
-- poll the progress of one of its datasets (a dashboard watching a job),
-- page through the rows of a completed dataset, following ``next`` links,
-- list its datasets, fetch one dataset's detail,
-- export a completed dataset as CSV,
-- upload a small CSV, then poll its progress every think-time until a final
+- 30: poll the progress of one of its datasets (a dashboard watching a job),
+- 20: read one page of rows of a completed dataset; the next time it follows
+  the ``next`` link (a reader paging on),
+- 15: fetch one dataset's detail; 10: list its datasets,
+- 3: export a completed dataset as CSV,
+- 2: upload a small CSV, then poll its progress every think time until a final
   status (the end-to-end "upload to completed" time is recorded too).
 
 Requests are named by route (``/api/datasets/[id]/progress/``) so the stats
@@ -84,7 +85,7 @@ class ApiClient(FastHttpUser):
     # --- reads ----------------------------------------------------------------
 
     @tag("progress")
-    @task(8)
+    @task(30)
     def poll_progress(self) -> None:
         self.client.get(
             f"/api/datasets/{random.choice(self.completed)}/progress/",
@@ -93,7 +94,7 @@ class ApiClient(FastHttpUser):
         )
 
     @tag("rows")
-    @task(4)
+    @task(20)
     def page_rows(self) -> None:
         """One page per task; the next task follows ``next`` (a reader paging on)."""
         url = self.rows_next or (
@@ -112,12 +113,12 @@ class ApiClient(FastHttpUser):
             self.rows_next = body.get("next")
 
     @tag("list")
-    @task(3)
+    @task(10)
     def list_datasets(self) -> None:
         self.client.get("/api/datasets/", headers=self.headers, name="/api/datasets/")
 
     @tag("detail")
-    @task(3)
+    @task(15)
     def detail(self) -> None:
         self.client.get(
             f"/api/datasets/{random.choice(self.completed)}/",
@@ -126,7 +127,7 @@ class ApiClient(FastHttpUser):
         )
 
     @tag("export")
-    @task(1)
+    @task(3)
     def export_csv(self) -> None:
         self.client.get(
             f"/api/datasets/{random.choice(self.completed)}/export/?format=csv",
@@ -137,7 +138,7 @@ class ApiClient(FastHttpUser):
     # --- upload, then watch it ---------------------------------------------------
 
     @tag("upload")
-    @task(1)
+    @task(2)
     def upload_and_watch(self) -> None:
         body, content_type = multipart({"name": "load test"}, "load.csv", small_csv(UPLOAD_ROWS))
         started = time.monotonic()

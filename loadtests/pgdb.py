@@ -1,4 +1,4 @@
-"""PostgreSQL helpers for scripts/loadtest.sh (psycopg only, no Django).
+"""PostgreSQL (and Redis) helpers for scripts/loadtest.sh (no Django).
 
 ``pgdb.py recreate URL``: drop and create the database named in URL (the load
 test's private database; never point it at a real one).
@@ -6,6 +6,9 @@ test's private database; never point it at a real one).
 so far (pg_stat_database); with autocommit, one per query or atomic block.
 ``pgdb.py statements URL``: total pg_stat_statements calls of that database,
 or -1 when the extension is not available.
+``pgdb.py flush-redis URL``: empty the Redis database of URL (the load test's
+private cache database, so that no key of an earlier run, whose user ids
+repeat, is ever served).
 """
 
 from __future__ import annotations
@@ -78,5 +81,9 @@ if __name__ == "__main__":
         print(xacts(url))
     elif command == "statements":
         print(statements(url))
+    elif command == "flush-redis":
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
     else:
         raise SystemExit(__doc__)

@@ -72,11 +72,20 @@ PY
   echo "loadtest: CLAMD_URL=$CLAMD_URL does not answer; using the built-in matcher" >&2
   unset CLAMD_URL
 fi
+# The cache gets a Redis database of its own (LOADTEST_CACHE_DB), emptied now:
+# each run re-creates its database, so user ids repeat and an earlier run's
+# cached reads (keyed by user id) must not survive.
+if [[ "${CACHE_URL:-}" == redis* ]]; then
+  CACHE_URL=${LOADTEST_CACHE_URL:-$($PY -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
+    "$CACHE_URL" "${LOADTEST_CACHE_DB:-13}")}
+  export CACHE_URL
+  $PY loadtests/pgdb.py flush-redis "$CACHE_URL"
+fi
 SCANNER=${CLAMD_URL:-built-in matcher}
 CACHE_ON=${CACHE_URL:-local memory}
 # "Cache off": a dummy cache if settings accept CACHE_URL=dummy://, else a Redis
 # URL that refuses connections (django-redis then ignores every cache error).
-if CACHE_URL=dummy:// $PY -c 'import django; django.setup(); from django.conf import settings; assert "Dummy" in settings.CACHES["default"]["BACKEND"]' 2>/dev/null; then
+if DJANGO_SETTINGS_MODULE=config.settings CACHE_URL=dummy:// $PY -c 'import django; django.setup(); from django.conf import settings; assert "Dummy" in settings.CACHES["default"]["BACKEND"]' 2>/dev/null; then
   NOCACHE_URL=${LOADTEST_NOCACHE_URL:-dummy://}
 else
   NOCACHE_URL=${LOADTEST_NOCACHE_URL:-redis://127.0.0.1:9/0}
@@ -96,7 +105,9 @@ stop_server() {
   for pid in $WEB_PID $WORKER_PID; do wait "$pid" 2>/dev/null || true; done
   WEB_PID="" WORKER_PID=""
 }
+LOCUST_PID=""
 cleanup() {
+  if [[ -n "$LOCUST_PID" ]]; then kill -TERM "$LOCUST_PID" 2>/dev/null || true; wait "$LOCUST_PID" 2>/dev/null || true; fi
   stop_server
   if [[ -z "${LOADTEST_DATA_DIR:-}" && -d "$CSVAULT_DATA_DIR" ]]; then rm -rf "$CSVAULT_DATA_DIR"; fi
 }
@@ -136,8 +147,11 @@ run_locust() {  # $1: phase name; the rest: extra locust arguments
   LOADTEST_RECORD="$OUT/$name.json" LOADTEST_ACCOUNTS="$OUT/accounts.json" \
     $BIN/locust -f loadtests/locustfile.py --headless --host "$BASE" --only-summary \
     --csv "$OUT/$name" --csv-full-history --html "$OUT/$name.html" \
-    --loglevel WARNING --logfile "$OUT/locust-$name.log" "$@" >"$OUT/$name-console.txt" 2>&1
+    --loglevel WARNING --logfile "$OUT/locust-$name.log" "$@" >"$OUT/$name-console.txt" 2>&1 &
+  LOCUST_PID=$!
+  wait "$LOCUST_PID"
   local rc=$?
+  LOCUST_PID=""
   set -e
   echo "$(uptime)" >"$OUT/$name-uptime-end.txt"
   after=$(db_xacts)

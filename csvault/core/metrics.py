@@ -41,6 +41,19 @@ from csvault.core import logs
 
 logger = logging.getLogger(__name__)
 
+
+def multiprocess_mode() -> bool:
+    """True when metrics go to PROMETHEUS_MULTIPROC_DIR (settings must load first)."""
+    from prometheus_client import values
+
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+if not multiprocess_mode():
+    # prometheus_client was imported before the settings set the directory: this
+    # process's metrics would be invisible to /metrics.
+    logger.warning("prometheus_client is not in multiprocess mode; metrics stay in-process")
+
 UPLOADS = Counter("csvault_uploads", "Datasets uploaded (accepted and stored).")
 UPLOAD_BYTES = Counter("csvault_upload_bytes", "Plaintext bytes of accepted uploads.")
 ROWS_INGESTED = Counter("csvault_rows_ingested", "Rows of datasets whose ingest completed.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import uuid
 from typing import Any
 
@@ -17,6 +18,13 @@ from tests.ops.promtext import names, scrape, value
 from tests.ops.test_readyz import closed_port
 
 pytestmark = pytest.mark.django_db
+
+
+def test_metrics_are_shared_between_processes_through_files(settings: Any) -> None:
+    from csvault.core.metrics import multiprocess_mode
+
+    assert multiprocess_mode()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == settings.PROMETHEUS_MULTIPROC_DIR
 
 
 def test_it_serves_the_prometheus_text_format_with_http_metrics() -> None:
