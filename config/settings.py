@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "csvault.core",
     "csvault.datasets",
     "csvault.audit",
+    "csvault.web",
 ]
 
 MIDDLEWARE = [
@@ -196,6 +197,9 @@ FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_HANDLERS = ["csvault.datasets.uploads.EncryptingUploadHandler"]
 
 STATIC_URL = "static/"
+LOGIN_URL = "web-login"
+LOGIN_REDIRECT_URL = "web-home"
+LOGOUT_REDIRECT_URL = "web-login"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 

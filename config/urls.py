@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth.views import LogoutView
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -6,8 +7,12 @@ from csvault.core.apis import LoginApi, LogoutApi
 from csvault.core.health import healthz, readyz
 from csvault.core.metrics import metrics_view
 from csvault.datasets import apis
+from csvault.web import views as web_views
 
 urlpatterns = [
+    path("", web_views.home, name="web-home"),
+    path("login/", web_views.LoginView.as_view(), name="web-login"),
+    path("logout/", LogoutView.as_view(), name="web-logout"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

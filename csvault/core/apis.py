@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth import logout
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
@@ -27,12 +27,8 @@ class LoginApi(ObtainAuthToken):
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
-        try:
-            serializer.is_valid(raise_exception=True)
-        except serializers.ValidationError:
-            attempted = str(request.data.get("username", ""))[:150]
-            audit_record(AuditAction.LOGIN_FAILED, request=request, username=attempted)
-            raise
+        # A wrong password is audited by the user_login_failed signal (csvault.audit.signals).
+        serializer.is_valid(raise_exception=True)
         user = serializer.validated_data["user"]
         token, _ = Token.objects.get_or_create(user=user)
         audit_record(AuditAction.LOGIN, request=request, user=user, via="token")

@@ -1,0 +1,69 @@
+"""The upload page: login (throttled, audited), the page, logout."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.test import Client
+
+from csvault.audit.models import AuditEvent
+from tests.api.test_access import rates
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_page_needs_a_login(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/login/?next=/"
+
+
+def test_login_then_the_page_then_logout(user):
+    client = Client(enforce_csrf_checks=True)
+    page = client.get("/login/")
+    assert page.status_code == 200
+    token = page.cookies["csrftoken"].value
+    response = client.post(
+        "/login/", {"username": "alice", "password": "pw-alice", "csrfmiddlewaretoken": token}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+    home = client.get("/")
+    assert home.status_code == 200
+    assert b"Upload a CSV file" in home.content
+    assert b"web/app.js" in home.content
+    assert "csrftoken" in home.cookies or "csrftoken" in client.cookies
+    (login,) = AuditEvent.objects.filter(action="login")
+    assert (login.username, login.detail) == ("alice", {"via": "session"})
+
+    # The page's script calls the API with the session and the CSRF token.
+    listing = client.get("/api/datasets/")
+    assert listing.status_code == 200
+
+    out = client.post("/logout/", {"csrfmiddlewaretoken": client.cookies["csrftoken"].value})
+    assert out.status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_a_wrong_password_is_refused_and_audited_once(user):
+    response = Client().post("/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert b"Wrong user name or password" in response.content
+    (event,) = AuditEvent.objects.filter(action="login_failed")
+    assert event.username == "alice"
+
+
+def test_login_attempts_on_the_page_are_throttled(user, settings):
+    rates(settings, login="2/min")
+    client = Client()
+    for _ in range(2):
+        client.post("/login/", {"username": "alice", "password": "nope"})
+    response = client.post("/login/", {"username": "alice", "password": "pw-alice"})
+    assert response.status_code == 429
+    assert "Retry-After" in response
+
+
+def test_the_script_and_styles_are_static_files():
+    assert finders.find("web/app.js")
+    assert finders.find("web/app.css")
