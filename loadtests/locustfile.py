@@ -1,8 +1,8 @@
-"""Locust load test of the csvault API (run by ``make loadtest``; see loadtests/README.md).
+"""Locust load test of the csvault API (run by ``make loadtest``; README.md, "Load test").
 
 Each simulated user is a client with an API token (shared round-robin among the
 accounts listed in ``LOADTEST_ACCOUNTS``, each seeded with one completed
-dataset). It mostly polls and reads, sometimes uploads:
+dataset). It mostly polls and reads, sometimes uploads (task weights, of 80):
 
 - 30: poll the progress of one of its datasets (a dashboard watching a job),
 - 20: read one page of rows of a completed dataset; the next time it follows

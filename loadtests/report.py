@@ -50,6 +50,11 @@ def _failures(out: Path, phase: str) -> list[str]:
         ]
 
 
+def _died(out: Path, phase: str) -> list[str]:
+    path = out / f"{phase}-died.txt"
+    return [f"!! {line}" for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def _row(name: str, s: dict[str, float]) -> str:
     return (
         f"{name:<42} {int(s['requests']):>8} {int(s['failures']):>5} {s['rps']:>8.1f} "
@@ -86,6 +91,24 @@ def _machine() -> str:
     return f"{platform.node()}: nproc {nproc}, {cpu}, Python {platform.python_version()}"
 
 
+def cpu_line(out: Path, phase: str, requests: float) -> str | None:
+    """Server CPU per request and the machine's load during a phase (/proc accounting)."""
+    start, end = _load(out / f"{phase}-cpu-start.json"), _load(out / f"{phase}-cpu-end.json")
+    if not start or not end or not requests:
+        return None
+    used = {k: end["cpu"][k] - start["cpu"].get(k, 0.0) for k in end["cpu"]}
+    wall = (end["machine_total"] - start["machine_total"]) / end["ncpu"]
+    busy = end["machine_busy"] - start["machine_busy"]
+    others = busy - sum(used.values())
+    return (
+        f"CPU over the phase ({wall:.0f} s): web {used.get('web', 0):.1f} s "
+        f"= {1000 * used.get('web', 0) / requests:.1f} ms per request; "
+        f"worker {used.get('worker', 0):.1f} s; machine busy {100 * busy / wall:.0f} % of one "
+        f"core out of {end['ncpu'] * 100} % (Locust and other processes "
+        f"{100 * others / wall:.0f} %)"
+    )
+
+
 def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[str, Any] | None:
     record = _load(out / f"{phase}.json")
     if not record or not record["steps"]:
@@ -108,12 +131,16 @@ def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[
             f"whole run incl. spawn (Locust CSV): {int(totals['requests'])} requests, "
             f"{int(totals['failures'])} failures, {totals['rps']:.1f} req/s"
         )
+    cpu = cpu_line(out, phase, totals.get("requests", 0))
+    if cpu:
+        lines.append(cpu)
     for status, flow in sorted(record["upload_flows"].items()):
         lines.append(
             f"upload -> {status}: {int(flow['requests'])} uploads, p50 {flow['p50']:.0f} ms, "
             f"p95 {flow['p95']:.0f} ms, max {flow['max']:.0f} ms (includes the 1 s poll interval)"
         )
     lines += _failures(out, phase)
+    lines += _died(out, phase)
     return {"step": step, "totals": totals}
 
 
@@ -174,21 +201,28 @@ def main() -> None:
                 f"{int(t['failures']):>6} {t['avg']:>7.1f} {t['p50']:>7.1f} {t['p95']:>7.1f} "
                 f"{t['p99']:>7.1f} {t['max']:>8.1f} {step['locust_cpu'] or 0:>10.0f}%"
             )
-            if not crossed and t["p95"] > KNEE_P95_MS:
+            failing = t["failures"] > 0.01 * max(t["requests"], 1)
+            if not crossed and (t["p95"] > KNEE_P95_MS or failing):
                 crossed = True
+                why = f"{int(t['failures'])} failures" if failing else f"p95 {t['p95']:.0f} ms"
                 knee = (
-                    f"p95 crosses {KNEE_P95_MS:.0f} ms between {previous} and {step['users']} "
-                    f"users (p95 {t['p95']:.0f} ms at {step['users']})"
+                    f"p95 crosses {KNEE_P95_MS:.0f} ms (or >1 % fail) between {previous} and "
+                    f"{step['users']} users ({why} at {step['users']})"
                     if previous
-                    else f"p95 is over {KNEE_P95_MS:.0f} ms already at {step['users']} users"
+                    else f"p95 over {KNEE_P95_MS:.0f} ms (or >1 % fail) already at "
+                    f"{step['users']} users ({why})"
                 )
             previous = step["users"]
         lines.append(knee)
+        cpu = cpu_line(out, "ramp", (_locust_totals(out, "ramp") or {}).get("requests", 0))
+        if cpu:
+            lines.append(cpu)
         slowest = ramp["steps"][-1]["endpoints"]
         lines.append(f"per endpoint at {ramp['steps'][-1]['users']} users:")
         lines.append(HEADER)
         lines += [_row(name, s) for name, s in slowest.items()]
         lines += _failures(out, "ramp")
+        lines += _died(out, "ramp")
         chart(ramp, out / "loadtest.png", knee)
 
     steady_section(out, "nocache", f"Phase 1 again with the cache off ({args.nocache})", lines)

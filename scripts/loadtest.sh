@@ -143,6 +143,7 @@ run_locust() {  # $1: phase name; the rest: extra locust arguments
   before=$(db_xacts)
   echo "loadtest: phase $name ($(uptime))"
   echo "$(uptime)" >"$OUT/$name-uptime-start.txt"
+  $PY loadtests/proc.py snapshot "web=$WEB_PID" "worker=$WORKER_PID" >"$OUT/$name-cpu-start.json"
   set +e
   LOADTEST_RECORD="$OUT/$name.json" LOADTEST_ACCOUNTS="$OUT/accounts.json" \
     $BIN/locust -f loadtests/locustfile.py --headless --host "$BASE" --only-summary \
@@ -154,8 +155,22 @@ run_locust() {  # $1: phase name; the rest: extra locust arguments
   LOCUST_PID=""
   set -e
   echo "$(uptime)" >"$OUT/$name-uptime-end.txt"
+  $PY loadtests/proc.py snapshot "web=$WEB_PID" "worker=$WORKER_PID" >"$OUT/$name-cpu-end.json"
   after=$(db_xacts)
   echo "{\"xacts\": $((after - before)), \"locust_exit\": $rc}" >"$OUT/$name-db.json"
+  # Something outside may stop the server mid-phase (a shared machine): say so
+  # in the report, and start it again for the next phase.
+  local pid
+  for pid in $WEB_PID $WORKER_PID; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "the web server or worker (pid $pid) died during this phase: its numbers are void" \
+        >>"$OUT/$name-died.txt"
+      echo "loadtest: WARNING: pid $pid died during phase $name; restarting" >&2
+      stop_server
+      start_server "$name-restart"
+      break
+    fi
+  done
   [[ -s "$OUT/$name.json" ]] || { echo "loadtest: locust wrote no record for $name; see $OUT/$name-console.txt" >&2; tail -20 "$OUT/$name-console.txt" >&2; exit 1; }
 }
 
