@@ -80,8 +80,7 @@ class Client:
         boundary = uuid.uuid4().hex
         head = b"".join(
             (
-                f"--{boundary}\r\n"
-                f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
             ).encode()
             for name, value in fields.items()
         )

@@ -36,6 +36,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Sequence
+from itertools import repeat
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -56,6 +57,8 @@ _FORMAT_SEPARATED_BYTE = bytes([_FORMAT_SEPARATED])
 _FORMAT_COUNTED = 0x01
 _FORMAT_COUNTED_BYTE = bytes([_FORMAT_COUNTED])
 _U32 = struct.Struct(">I")
+# attempt (4 bytes BE) || row_number (8 bytes BE), packed in C for a whole batch.
+_NONCE = struct.Struct(">IQ")
 _MAX_ATTEMPT = 2**32 - 1
 _MAX_ROW_NUMBER = 2**64 - 1
 
@@ -106,7 +109,15 @@ class RowCipher:
     Instances are immutable and safe to share between threads.
     """
 
-    __slots__ = ("_ad_prefix", "_attempt_bytes", "_blob_header", "_decrypt", "_encrypt")
+    __slots__ = (
+        "_ad_pack",
+        "_ad_prefix",
+        "_attempt",
+        "_attempt_bytes",
+        "_blob_header",
+        "_decrypt",
+        "_encrypt",
+    )
 
     def __init__(self, data_key: bytes, dataset_id: uuid.UUID, attempt: int = 0) -> None:
         if not 0 <= attempt <= _MAX_ATTEMPT:
@@ -119,6 +130,9 @@ class RowCipher:
         self._attempt_bytes = attempt.to_bytes(4, "big")
         self._blob_header = _VERSION_BYTE + self._attempt_bytes
         self._ad_prefix = _AD_PREFIX + dataset_id.bytes
+        self._attempt = attempt
+        # ad_prefix || row_number (8 bytes BE) in one C call per row.
+        self._ad_pack = struct.Struct(f">{len(self._ad_prefix)}sQ").pack
 
     def encrypt(self, row_number: int, values: Sequence[str]) -> bytes:
         """Encrypt one row's values; returns the blob (see the module docstring).
@@ -144,6 +158,55 @@ class RowCipher:
         return self._blob_header + self._encrypt(
             self._attempt_bytes + row_bytes, plaintext, self._ad_prefix + row_bytes
         )
+
+    def encrypt_rows(self, first_row_number: int, rows: Sequence[Sequence[str]]) -> list[bytes]:
+        """Encrypt consecutive rows numbered ``first_row_number``, ``first_row_number + 1``...
+
+        Returns the same blobs as calling :meth:`encrypt` on each row, in order, at a
+        fraction of the cost (see :meth:`encrypt_rows_split`). Raises ``ValueError`` if any
+        row number falls outside 0..2**64-1.
+        """
+        prefix, ciphertexts = self.encrypt_rows_split(first_row_number, rows)
+        return list(map(prefix.__add__, ciphertexts))
+
+    def encrypt_rows_split(
+        self, first_row_number: int, rows: Sequence[Sequence[str]]
+    ) -> tuple[bytes, list[bytes]]:
+        """Like :meth:`encrypt_rows`, but returns ``(prefix, ciphertexts)``.
+
+        Blob ``i`` is ``prefix + ciphertexts[i]`` (the prefix is the version and attempt
+        header, the same for every row of this cipher), so a caller that frames the blobs
+        anyway (the binary COPY stream) can write the prefix itself instead of copying
+        every blob once more.
+
+        For the common case (every row has at least one value and no value contains NUL)
+        serialization, nonces, associated data and AES-GCM run as C-level ``map`` pipelines
+        over the batch, with no Python bytecode per row; other batches take the per-row
+        path. The nonce rules of :meth:`encrypt` apply: a row number must not be encrypted
+        twice in one attempt with different values.
+        """
+        count = len(rows)
+        if not count:
+            return self._blob_header, []
+        last = first_row_number + count - 1
+        if first_row_number < 0 or last > _MAX_ROW_NUMBER:
+            raise ValueError(
+                f"row numbers must be between 0 and {_MAX_ROW_NUMBER}, "
+                f"got {first_row_number}..{last}"
+            )
+        numbers = range(first_row_number, last + 1)
+        texts = list(map("\x00".join, rows))
+        # Joined with NUL, the texts hold exactly sum(len(row)) - 1 NULs if and only if no
+        # value contains one; an empty row needs the counted format. Both are C scans.
+        widths = list(map(len, rows))
+        if min(widths) == 0 or "\x00".join(texts).count("\x00") != sum(widths) - 1:
+            skip = len(self._blob_header)
+            blobs = [self.encrypt(n, values) for n, values in zip(numbers, rows, strict=True)]
+            return self._blob_header, [blob[skip:] for blob in blobs]
+        plaintexts = map(str.encode, map("\x00".__add__, texts))  # format byte 0x00, UTF-8
+        nonces = map(_NONCE.pack, repeat(self._attempt), numbers)
+        associated = map(self._ad_pack, repeat(self._ad_prefix), numbers)
+        return self._blob_header, list(map(self._encrypt, nonces, plaintexts, associated))
 
     def decrypt(self, row_number: int, blob: bytes | bytearray | memoryview) -> list[str]:
         """Decrypt a blob written by :meth:`encrypt` for the same dataset and row number.

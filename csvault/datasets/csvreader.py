@@ -3,8 +3,10 @@
 ``open_csv(chunks)`` takes the file as an iterable of byte chunks of any size
 (for example 64 KiB pieces from the decrypting reader), reads the header at
 once and returns a :class:`CsvStream`; iterating the stream yields each data
-row as a ``list[str]``. The first problem found raises :class:`CsvDataError`,
-which says what is wrong and where (row, column, physical line, byte offset).
+row as a ``list[str]``, and ``stream.batches(n)`` yields the same rows in lists
+of up to ``n`` (the fast path of the ingest). The first problem found raises
+:class:`CsvDataError`, which says what is wrong and where (row, column,
+physical line, byte offset).
 
 Format rules (the documented behaviour the rest of csvault relies on):
 
@@ -47,6 +49,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 __all__ = ["DEFAULT_LIMITS", "CsvDataError", "CsvLimits", "CsvStream", "open_csv"]
@@ -440,6 +443,12 @@ class CsvStream:
         self._first_row: list[str] | None = None
         self.columns = self._read_header()
         self._rows = self._iterate()
+        self._consumer: str | None = None
+        # State of read_rows(): data rows returned, the problem that ended the
+        # file (raised once the rows before it are returned), whether it ended.
+        self._count = 0
+        self._problem: CsvDataError | None = None
+        self._done = False
 
     @property
     def bytes_consumed(self) -> int:
@@ -447,7 +456,112 @@ class CsvStream:
         return self._source.bytes_consumed
 
     def __iter__(self) -> Iterator[list[str]]:
+        self._consume("iteration")
         return self._rows
+
+    def _consume(self, how: str) -> None:
+        if self._consumer not in (None, how):
+            raise RuntimeError(f"this CSV stream is already being read by {self._consumer}")
+        self._consumer = how
+
+    def batches(self, size: int) -> Iterator[list[list[str]]]:
+        """Yield the data rows in file order, in lists of at most ``size`` rows.
+
+        The same rows and the same errors as iterating the stream (use one or the
+        other): rows before a problem are yielded, then :class:`CsvDataError` is
+        raised. Blank lines are dropped, so a list may be shorter than ``size``;
+        none is empty. See :meth:`read_rows`, which this calls.
+        """
+        while rows := self.read_rows(size):
+            yield rows
+
+    def read_rows(self, limit: int) -> list[list[str]]:
+        """The next data rows, at most ``limit`` of them; ``[]`` at the end of the file.
+
+        Fewer rows come back only where blank lines were dropped, at the end of
+        the file, or before a problem: the rows before it are returned first and
+        the next call raises :class:`CsvDataError` (as does every call after).
+        The caller may vary ``limit`` from call to call.
+
+        Fast path: ``csv.reader`` fills the list in C (``list.extend`` over
+        ``islice``), and one ``set(map(len, ...))`` checks every width at once.
+        Only a list that holds a blank line, a ragged row or a row past the row
+        limit is walked row by row, which is also where the line of the offending
+        row is computed: the reader's line count before the list plus the
+        physical lines each earlier row took.
+        """
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        self._consume("batches")
+        rows: list[list[str]] = []
+        if self._first_row is not None:
+            first, self._first_row = self._first_row, None
+            if self._limits.max_rows < 1:
+                self._problem = self._too_many_rows(1, self._row_line(first))
+                self._done = True
+            else:
+                rows, self._count = [first], 1
+        reader = self._reader
+        expected = {len(self.columns)}
+        max_rows = self._limits.max_rows
+        while not self._done and len(rows) < limit:
+            start_line = reader.line_num
+            want = limit - len(rows)
+            raw: list[list[str]] = []
+            failure: csv.Error | _SourceError | None = None
+            try:
+                # On an error, extend() keeps the rows read before it.
+                raw.extend(islice(reader, want))
+            except (csv.Error, _SourceError) as exc:
+                failure = exc
+            problem = None
+            if set(map(len, raw)) <= expected and self._count + len(raw) <= max_rows:
+                good = raw
+            else:
+                good, problem = self._scan_slowly(raw, start_line, self._count)
+            self._count += len(good)
+            if problem is None and failure is not None:
+                # A parse or encoding error after the rows read: it is in the next row.
+                if isinstance(failure, csv.Error):
+                    problem = self._csv_error(failure, self._count + 1)
+                else:
+                    problem = self._source_error(failure, self._count + 1)
+            if problem is not None:
+                self._problem, self._done = problem, True
+            rows = rows + good if rows else good
+            if len(raw) < want:
+                self._done = True
+            elif rows:
+                break  # blank lines made it short: good enough, no need to read on
+        if not rows and self._problem is not None:
+            raise self._problem
+        return rows
+
+    def _scan_slowly(
+        self, raw: list[list[str]], start_line: int, count: int
+    ) -> tuple[list[list[str]], CsvDataError | None]:
+        """Drop blank lines; stop at the first ragged row or row past the limit.
+
+        Returns the good rows before the problem and the problem (or None).
+        ``start_line`` is the reader's line count before ``raw[0]``; ``count``
+        the data rows before it.
+        """
+        width = len(self.columns)
+        max_rows = self._limits.max_rows
+        good: list[list[str]] = []
+        line = start_line
+        for row in raw:
+            row_line = line + 1
+            line += 1 + _line_breaks(row)
+            if len(row) != width:
+                if not row:
+                    continue  # a blank line
+                return good, self._ragged(row, count + 1, row_line)
+            count += 1
+            if count > max_rows:
+                return good, self._too_many_rows(count, row_line)
+            good.append(row)
+        return good, None
 
     def _read_header(self) -> list[str]:
         row_label = None if self._has_header else 1
@@ -512,16 +626,16 @@ class CsvStream:
                 first, self._first_row = self._first_row, None
                 count = 1
                 if count > max_rows:
-                    raise self._too_many_rows(first, count)
+                    raise self._too_many_rows(count, self._row_line(first))
                 yield first
             for row in reader:
                 if len(row) != width:
                     if not row:
                         continue  # a blank line
-                    raise self._ragged(row, count + 1)
+                    raise self._ragged(row, count + 1, self._row_line(row))
                 count += 1
                 if count > max_rows:
-                    raise self._too_many_rows(row, count)
+                    raise self._too_many_rows(count, self._row_line(row))
                 yield row
         except csv.Error as exc:
             raise self._csv_error(exc, count + 1) from None
@@ -532,9 +646,8 @@ class CsvStream:
         """The line a just-parsed row starts on (the reader counts up to its end)."""
         return self._reader.line_num - _line_breaks(row)
 
-    def _ragged(self, row: list[str], number: int) -> CsvDataError:
+    def _ragged(self, row: list[str], number: int, line: int) -> CsvDataError:
         width = len(self.columns)
-        line = self._row_line(row)
         like = "the header" if self._has_header else "the first row"
         return CsvDataError(
             "ragged_row",
@@ -545,8 +658,7 @@ class CsvStream:
             line=line,
         )
 
-    def _too_many_rows(self, row: list[str], number: int) -> CsvDataError:
-        line = self._row_line(row)
+    def _too_many_rows(self, number: int, line: int) -> CsvDataError:
         return CsvDataError(
             "too_many_rows",
             f"The file has more than {self._limits.max_rows:,} rows, the most allowed "

@@ -153,3 +153,62 @@ def test_it_rejects_a_data_key_of_the_wrong_size() -> None:
 def test_it_refuses_lone_surrogates_which_utf8_cannot_encode(cipher: RowCipher) -> None:
     with pytest.raises(UnicodeEncodeError):
         cipher.encrypt(1, ["\ud800"])
+
+
+# --- batches: encrypt_rows / encrypt_rows_split must equal encrypt() row by row ---
+
+_VALUES = st.lists(st.text(max_size=6), max_size=4)  # includes [], "", NUL, non-BMP
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(_VALUES, max_size=12),
+    first=st.one_of(st.integers(0, 1000), st.just(2**64 - 12)),
+    attempt=st.integers(0, 2**32 - 1),
+)
+def test_a_batch_gives_exactly_the_blobs_of_row_by_row_encryption(
+    rows: list[list[str]], first: int, attempt: int
+) -> None:
+    cipher = RowCipher(DATA_KEY, DATASET, attempt=attempt)
+    expected = [cipher.encrypt(first + i, values) for i, values in enumerate(rows)]
+    assert cipher.encrypt_rows(first, rows) == expected
+    prefix, ciphertexts = cipher.encrypt_rows_split(first, rows)
+    assert [prefix + ciphertext for ciphertext in ciphertexts] == expected
+    assert [cipher.decrypt(first + i, blob) for i, blob in enumerate(expected)] == rows
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [ROW, ROW, ROW],  # the fast path
+        [ROW, ["a\x00b", "c"], ROW],  # one NUL sends the batch down the per-row path
+        [ROW, [], ROW],  # so does an empty row
+        [["\x00"], [""], ["\x00", "\x00"]],
+    ],
+)
+def test_identical_rows_in_a_batch_get_distinct_nonces(
+    cipher: RowCipher, rows: list[list[str]]
+) -> None:
+    blobs = cipher.encrypt_rows(41, rows)
+    assert len(set(blobs)) == len(blobs)
+    assert [cipher.decrypt(41 + i, blob) for i, blob in enumerate(blobs)] == rows
+    with pytest.raises(RowDecryptError):
+        cipher.decrypt(42, blobs[0])  # still bound to its own row number
+
+
+def test_an_empty_batch_encrypts_to_nothing(cipher: RowCipher) -> None:
+    assert cipher.encrypt_rows(1, []) == []
+    assert cipher.encrypt_rows_split(1, [])[1] == []
+
+
+@pytest.mark.parametrize(("first", "count"), [(-1, 1), (2**64 - 2, 3), (2**64, 1)])
+def test_a_batch_rejects_row_numbers_outside_64_bits(
+    cipher: RowCipher, first: int, count: int
+) -> None:
+    with pytest.raises(ValueError, match="row numbers"):
+        cipher.encrypt_rows(first, [ROW] * count)
+
+
+def test_a_batch_refuses_lone_surrogates(cipher: RowCipher) -> None:
+    with pytest.raises(UnicodeEncodeError):
+        cipher.encrypt_rows(1, [ROW, ["\ud800"]])

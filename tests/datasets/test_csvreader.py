@@ -567,3 +567,103 @@ def test_it_reads_back_exactly_what_csv_writer_wrote(
     stream = open_csv(chunks, has_header=False)
     assert len(stream.columns) == len(rows[0])
     assert list(stream) == rows
+
+
+# --- the batch fast path (CsvStream.batches) must match row-by-row iteration exactly ---
+
+
+def read_batches(
+    data: bytes, batch: int, size: int = 65536, **kwargs: object
+) -> tuple[list[list[list[str]]], CsvDataError | None]:
+    """Every batch yielded before the end or the first problem, and that problem."""
+    got: list[list[list[str]]] = []
+    try:
+        stream = open_csv(chunked(data, size), **kwargs)  # type: ignore[arg-type]
+        for rows in stream.batches(batch):
+            got.append(rows)
+    except CsvDataError as exc:
+        return got, exc
+    return got, None
+
+
+def read_rows(data: bytes, size: int = 65536, **kwargs: object) -> tuple[list[list[str]], object]:
+    """The rows iteration yields before the end or the first problem, and that problem."""
+    got: list[list[str]] = []
+    try:
+        stream = open_csv(chunked(data, size), **kwargs)  # type: ignore[arg-type]
+        for row in stream:
+            got.append(row)
+    except CsvDataError as exc:
+        return got, exc.as_dict()
+    return got, None
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 1000])
+@pytest.mark.parametrize(
+    ("data", "kwargs"),
+    [(case[1], case[2]) for case in VALID + MALFORMED],  # type: ignore[misc]
+    ids=[str(case[0]) for case in VALID + MALFORMED],
+)
+def test_batches_yield_the_same_rows_and_errors_as_iteration(
+    data: bytes, kwargs: dict[str, object], batch: int
+) -> None:
+    batches, error = read_batches(data, batch, 3, **kwargs)
+    assert all(0 < len(rows) <= batch for rows in batches)
+    flat = [row for rows in batches for row in rows]
+    assert (flat, error.as_dict() if error else None) == read_rows(data, 3, **kwargs)
+
+
+def test_batches_drop_blank_lines_but_never_yield_an_empty_batch() -> None:
+    data = b"a,b\n" + b"1,2\n\n" * 2 + b"\n\n\n\n3,4\n"
+    batches, error = read_batches(data, 4)
+    assert error is None
+    # A blank line takes a place in the batch it was read in; 4 blanks give no batch.
+    assert [len(rows) for rows in batches] == [2, 1]
+
+
+def test_batches_name_the_line_of_a_bad_row_deep_in_a_batch() -> None:
+    data = b'a,b\n1,2\n\n"x\ny",3\r\n4,5\r6,7\n\n\n8\n9,9\n'
+    batches, error = read_batches(data, 1000)
+    assert [row for rows in batches for row in rows] == [
+        ["1", "2"], ["x\ny", "3"], ["4", "5"], ["6", "7"]
+    ]  # fmt: skip
+    assert error is not None
+    assert (error.code, error.row, error.line, error.column) == ("ragged_row", 5, 10, 2)
+
+
+def test_batches_refuse_a_stream_that_is_being_iterated() -> None:
+    stream = open_csv([b"a\n1\n2\n"])
+    assert next(iter(stream)) == ["1"]
+    with pytest.raises(RuntimeError):
+        next(stream.batches(10))
+    with pytest.raises(ValueError, match="positive"):
+        next(open_csv([b"a\n1\n"]).batches(0))
+
+
+_CELL = st.sampled_from(["x", "", "é", '"q"', "a,b", "l1\nl2", "l1\r\nl2", "🎉"])
+
+
+@st.composite
+def _messy_file(draw: st.DrawFn) -> bytes:
+    """A CSV with blank lines, multi-line values, ragged rows and mixed line ends."""
+    width = draw(st.integers(1, 3))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([f"c{i}" for i in range(width)])
+    for _ in range(draw(st.integers(0, 12))):
+        kind = draw(st.sampled_from(["row", "row", "row", "blank", "ragged"]))
+        if kind == "blank":
+            out.write(draw(st.sampled_from(["\n", "\r\n"])))
+            continue
+        cells = width if kind == "row" else draw(st.integers(1, 4).filter(lambda n: n != width))
+        writer.writerow(draw(st.lists(_CELL, min_size=cells, max_size=cells)))
+    return out.getvalue().encode()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_messy_file(), batch=st.integers(1, 5), max_rows=st.integers(1, 8))
+def test_batches_match_iteration_on_messy_files(data: bytes, batch: int, max_rows: int) -> None:
+    kwargs = {"limits": CsvLimits(max_rows=max_rows)}
+    batches, error = read_batches(data, batch, 5, **kwargs)
+    flat = [row for rows in batches for row in rows]
+    assert (flat, error.as_dict() if error else None) == read_rows(data, 5, **kwargs)
