@@ -40,7 +40,13 @@ from csvault.datasets.serializers import (
     RowPageSerializer,
     RowsQuerySerializer,
 )
-from csvault.datasets.services import dataset_cancel, dataset_create, dataset_delete
+from csvault.datasets.services import (
+    IdempotentReplay,
+    dataset_by_idempotency_key,
+    dataset_cancel,
+    dataset_create,
+    dataset_delete,
+)
 
 
 class DatasetListCreateApi(GenericAPIView[Dataset]):
@@ -75,20 +81,47 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
                 code="length_required",
                 status_code=411,
             )
+        owner = request.user
+        key = _idempotency_key(request)
+        if key:
+            # A retried upload: answer with the first one, without reading this body.
+            earlier = dataset_by_idempotency_key(owner=owner, key=key)  # type: ignore[arg-type]
+            if earlier is not None:
+                return _replayed(earlier)
         # Before the body is read: refuse at once what the quota cannot take.
-        quota_check(owner=request.user, incoming_bytes=_declared_length(request))  # type: ignore[arg-type]
+        quota_check(owner=owner, incoming_bytes=_declared_length(request))  # type: ignore[arg-type]
         serializer = DatasetUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        dataset = dataset_create(
-            owner=request.user,  # type: ignore[arg-type]
-            upload=data["file"],
-            name=data["name"],
-            has_header=data["has_header"],
-            delimiter=data["delimiter"],
-        )
+        try:
+            dataset = dataset_create(
+                owner=owner,  # type: ignore[arg-type]
+                upload=data["file"],
+                name=data["name"],
+                has_header=data["has_header"],
+                delimiter=data["delimiter"],
+                idempotency_key=key,
+            )
+        except IdempotentReplay as replay:
+            return _replayed(replay.dataset)
         audit_record(AuditAction.UPLOAD, request=request, dataset_id=dataset.id, size=dataset.size)
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 255 or not all(32 < ord(ch) < 127 for ch in key):
+        raise UploadRejected(
+            "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
+            code="invalid_idempotency_key",
+        )
+    return key
+
+
+def _replayed(dataset: Dataset) -> Response:
+    response = Response(DatasetSerializer(dataset).data, status=status.HTTP_200_OK)
+    response["Idempotent-Replayed"] = "true"
+    return response
 
 
 def _declared_length(request: Request) -> int:

@@ -100,6 +100,9 @@ class Dataset(models.Model):
     # Set by DELETE together with destroying the wrapped key (crypto-shredding);
     # the rows, the file and this record are then purged in the background.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The client's Idempotency-Key header of the upload ("" when none): a retried
+    # upload with the same key gets this dataset back instead of a second one.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
 
     objects = DatasetQuerySet.as_manager()
 
@@ -110,6 +113,11 @@ class Dataset(models.Model):
             models.Index(fields=["owner", "sha256"], name="dataset_owner_sha256"),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="dataset_owner_idempotency_key",
+            ),
             models.CheckConstraint(
                 condition=models.Q(status__in=DatasetStatus.values), name="dataset_status_valid"
             ),

@@ -91,6 +91,7 @@ def dataset_create(
     name: str = "",
     has_header: bool = True,
     delimiter: str = ",",
+    idempotency_key: str = "",
 ) -> Dataset:
     """Store an uploaded (already encrypted) file and queue its malware scan after commit."""
     if len(delimiter) != 1 or delimiter in _BAD_DELIMITERS:
@@ -111,8 +112,14 @@ def dataset_create(
         with transaction.atomic():
             # Lock the owner so concurrent uploads pass the quota one at a time.
             User.objects.select_for_update().filter(pk=owner.pk).first()
+            if idempotency_key:
+                # A retry that raced the first request: that one won; this file goes.
+                earlier = dataset_by_idempotency_key(owner=owner, key=idempotency_key)
+                if earlier is not None:
+                    raise IdempotentReplay(earlier)
             quota_check(owner=owner, incoming_bytes=upload.size or 0)
             dataset = Dataset.objects.create(
+                idempotency_key=idempotency_key,
                 id=upload.dataset_id,
                 owner=owner,
                 name=(name.strip() or filename)[:255],
@@ -136,6 +143,18 @@ def dataset_create(
     owner_list_changed(owner.pk)
     logger.info("dataset %s uploaded: %d bytes", dataset.id, dataset.size)
     return dataset
+
+
+class IdempotentReplay(Exception):
+    """An upload with an Idempotency-Key already used by the owner: here is that dataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(str(dataset.id))
+        self.dataset = dataset
+
+
+def dataset_by_idempotency_key(*, owner: User, key: str) -> Dataset | None:
+    return Dataset.objects.filter(owner=owner, idempotency_key=key, deleted_at__isnull=True).first()
 
 
 def dataset_cancel(*, dataset: Dataset) -> Dataset:
@@ -171,7 +190,9 @@ def dataset_delete(*, dataset: Dataset) -> None:
         Dataset.objects.for_write(dataset_id).exclude(status__in=FINAL_STATUSES).update(
             status=DatasetStatus.CANCELLED, finished_at=now
         )
-        Dataset.objects.for_write(dataset_id).update(wrapped_key=b"", deleted_at=now)
+        Dataset.objects.for_write(dataset_id).update(
+            wrapped_key=b"", deleted_at=now, idempotency_key=""
+        )
         from csvault.datasets.tasks import purge_dataset
 
         purge_dataset.delay_on_commit(str(dataset_id))  # type: ignore[attr-defined]
