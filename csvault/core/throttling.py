@@ -7,10 +7,10 @@ GET/HEAD, ``login`` for views that declare ``throttle_scope = "login"`` (counted
 client address), ``anon`` for other anonymous requests. A throttled request gets 429
 with a Retry-After header.
 
-Counting is a fixed window per scope and caller: one counter per window, so on Redis
-a request costs one round trip (INCR + EXPIRE in a pipeline) instead of DRF's
-read-modify-write of a timestamp list. A caller may get up to twice the rate across
-a window boundary. If the cache is down, requests are let through (and logged).
+Counting is a fixed window per scope and caller that opens with the caller's first
+request: one counter that expires with its window, so on Redis a request costs one
+round trip (INCR + EXPIRE NX + TTL in a pipeline) instead of DRF's read-modify-write
+of a timestamp list. If the cache is down, requests are let through (and logged).
 """
 
 from __future__ import annotations
@@ -66,38 +66,43 @@ class ScopedUserThrottle(SimpleRateThrottle):
         limit, duration = self.parse_rate(rate)
         if limit is None or duration is None:
             return True
-        now = time.time()
-        window = int(now // duration)
-        key = f"{self.get_cache_key(request, view)}:{window}"
+        key = str(self.get_cache_key(request, view))
         try:
-            count = _increment(key, duration)
+            count, remaining = _increment(key, duration)
         except Exception:  # the cache is down: fail open rather than refuse everyone
             logger.warning("throttle counter unavailable; request let through", exc_info=True)
             return True
         if count <= limit:
             return True
-        self._wait = (window + 1) * duration - now
+        self._wait = remaining
         return False
 
     def wait(self) -> float | None:
         return self._wait
 
 
-def _increment(key: str, duration: int) -> int:
-    """Add one to the window's counter and return it; the counter expires with the window."""
+def _increment(key: str, duration: int) -> tuple[int, float]:
+    """Add one to the caller's counter; (count in this window, seconds until it ends)."""
     client_of = getattr(cache, "client", None)
     if client_of is not None and hasattr(client_of, "get_client"):  # django-redis
         redis = client_of.get_client(write=True)
         full_key = cache.make_key(key)
         pipe = redis.pipeline(transaction=False)
         pipe.incr(full_key)
-        pipe.expire(full_key, duration + 1, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
-    if cache.add(key, 1, timeout=duration + 1):
-        return 1
+        pipe.expire(full_key, duration, nx=True)
+        pipe.ttl(full_key)
+        count, _, ttl = pipe.execute()
+        return int(count), float(ttl if ttl and ttl > 0 else duration)
+    # Other caches: the window's start is kept next to the counter.
+    started_key = f"{key}:started"
+    if cache.add(key, 1, timeout=duration):
+        cache.set(started_key, time.time(), timeout=duration)
+        return 1, float(duration)
     try:
-        return int(cache.incr(key))
+        count = int(cache.incr(key))
     except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=duration + 1)
-        return 1
+        cache.add(key, 1, timeout=duration)
+        cache.set(started_key, time.time(), timeout=duration)
+        return 1, float(duration)
+    started = cache.get(started_key) or time.time()
+    return count, max(1.0, started + duration - time.time())

@@ -608,7 +608,10 @@ class CsvStream:
             if name in seen:
                 raise CsvDataError(
                     "duplicate_header",
-                    f"Header names '{name}' twice (columns {seen[name]} and {column}).",
+                    # The name itself stays out: errors are stored in clear, the
+                    # header only encrypted.
+                    f"Columns {seen[name]} and {column} of the header have the same name; "
+                    "header names must be unique.",
                     column=column,
                     line=line,
                 )

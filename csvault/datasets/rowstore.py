@@ -12,7 +12,6 @@ database.
 
 from __future__ import annotations
 
-import os
 import queue
 import struct
 import sys
@@ -22,6 +21,7 @@ from collections.abc import Callable, Sequence
 from itertools import chain, repeat
 from types import TracebackType
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from csvault.datasets.models import Dataset, ProcessedData
@@ -78,14 +78,6 @@ def pg_binary_copy_tuples(
     lengths = map(len(blob_prefix).__add__, map(len, ciphertexts))
     heads = map(head, numbers, lengths, repeat(blob_prefix))
     return b"".join(chain.from_iterable(zip(repeat(fixed), heads, ciphertexts)))
-
-
-def pg_binary_copy_payload_consecutive(
-    dataset_id: uuid.UUID, first_row_number: int, blobs: Sequence[bytes]
-) -> bytes:
-    """Like :func:`pg_binary_copy_payload` for rows numbered ``first_row_number`` onwards."""
-    tuples = pg_binary_copy_tuples(dataset_id, first_row_number, b"", blobs)
-    return _PG_COPY_HEADER + tuples + _PG_COPY_TRAILER
 
 
 class RowBatch:
@@ -164,12 +156,12 @@ def rows_delete(*, dataset_id: uuid.UUID) -> int:
     return ProcessedData.objects.filter(dataset_id=dataset_id)._raw_delete(ProcessedData.objects.db)
 
 
-# While a writer runs, the GIL changes hands after this many seconds instead of
-# Python's default 5 ms. The writer thread needs the GIL back after every wait on
-# the socket (a batch's COPY stream fills the socket buffer dozens of times); with
-# the default interval each of those waits cost up to 5 ms of a busy parser, which
-# made the writer, not PostgreSQL, the bottleneck.
-SWITCH_INTERVAL = float(os.environ.get("CSVAULT_GIL_SWITCH_INTERVAL", "0.0005"))
+# While a writer runs, the GIL changes hands after CSVAULT_GIL_SWITCH_INTERVAL
+# seconds (1 ms by default) instead of Python's default 5 ms. The writer thread
+# needs the GIL back after every wait on the socket (a batch's COPY stream fills
+# the socket buffer dozens of times); with the default interval each of those
+# waits cost up to 5 ms of a busy parser, which made the writer, not PostgreSQL,
+# the bottleneck.
 
 
 class BackgroundWriter:
@@ -207,7 +199,7 @@ class BackgroundWriter:
 
     def __enter__(self) -> BackgroundWriter:
         self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        sys.setswitchinterval(settings.CSVAULT_GIL_SWITCH_INTERVAL)
         self._connection.inc_thread_sharing()
         self._thread = threading.Thread(target=self._run, name="csvault-writer", daemon=True)
         self._thread.start()
@@ -222,6 +214,7 @@ class BackgroundWriter:
                         job()
                     except BaseException as exc:
                         self._error = exc
+                del job  # don't hold a written batch while waiting for the next
         finally:
             del connections[self._using]
 

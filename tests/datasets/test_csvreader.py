@@ -394,7 +394,10 @@ def test_it_names_an_empty_header_column() -> None:
 
 def test_it_names_both_columns_of_a_duplicate_header() -> None:
     error = error_of(b"id,amount,x,y,amount\n")
-    assert error.message == "Header names 'amount' twice (columns 2 and 5)."
+    assert error.message == (
+        "Columns 2 and 5 of the header have the same name; header names must be unique."
+    )
+    assert "amount" not in error.message  # errors are stored in clear; headers are not
 
 
 def test_it_compares_header_names_exactly() -> None:
@@ -601,7 +604,7 @@ def read_rows(data: bytes, size: int = 65536, **kwargs: object) -> tuple[list[li
 @pytest.mark.parametrize("batch", [1, 2, 3, 1000])
 @pytest.mark.parametrize(
     ("data", "kwargs"),
-    [(case[1], case[2]) for case in VALID + MALFORMED],  # type: ignore[misc]
+    [(case[1], case[2]) for case in VALID + MALFORMED],
     ids=[str(case[0]) for case in VALID + MALFORMED],
 )
 def test_batches_yield_the_same_rows_and_errors_as_iteration(
@@ -667,3 +670,29 @@ def test_batches_match_iteration_on_messy_files(data: bytes, batch: int, max_row
     batches, error = read_batches(data, batch, 5, **kwargs)
     flat = [row for rows in batches for row in rows]
     assert (flat, error.as_dict() if error else None) == read_rows(data, 5, **kwargs)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=_messy_file(),
+    limits=st.lists(st.integers(1, 4), min_size=1, max_size=5),
+    has_header=st.booleans(),
+)
+def test_read_rows_with_changing_limits_matches_iteration(
+    data: bytes, limits: list[int], has_header: bool
+) -> None:
+    stream = open_csv(chunked(data, 4), has_header=has_header)
+    got: list[list[str]] = []
+    error = None
+    try:
+        for limit in itertools.cycle(limits):
+            rows = stream.read_rows(limit)
+            assert len(rows) <= limit
+            if not rows:
+                break
+            got.extend(rows)
+    except CsvDataError as exc:
+        error = exc.as_dict()
+        with pytest.raises(CsvDataError):  # and again on every later call
+            stream.read_rows(1)
+    assert (got, error) == read_rows(data, 4, has_header=has_header)

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Where the ingest time goes: the hot path stage by stage, in one process.
+
+``make bench`` measures the service end to end; this script takes it apart, so
+that a change to the reader, the row cipher or the COPY framing can be judged
+in seconds. On one cached bench CSV (see ``ingest_bench.py``) it times, each
+stage including the ones before it:
+
+1. ``decrypt``  - the stored file's AEAD stream (64 KiB segments);
+2. ``parse``    - + ``CsvStream.batches`` (strict UTF-8, csv.reader, widths);
+3. ``encrypt``  - + ``RowCipher.encrypt_rows`` (serialise, AES-256-GCM);
+4. ``frame``    - + the binary COPY tuples (``pg_binary_copy_tuples``);
+
+then, with ``--database``, ``scan`` (the configured scanner) and the real
+``dataset_ingest`` in-process against PostgreSQL, with the peak RSS of this
+process. Example::
+
+    .venv/bin/python bench/hotpath_bench.py --rows 1000000 --database
+
+It uses ``DATABASE_URL`` (default: the bench database) and never a broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import io
+import os
+import resource
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(label: str, rows: int, fn: Callable[[], object], repeat: int) -> float:
+    """Best of ``repeat`` runs, in CPU seconds of this process (robust to a busy machine)."""
+    best = best_wall = float("inf")
+    for _ in range(repeat):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        fn()
+        best = min(best, time.process_time() - started_cpu)
+        best_wall = min(best_wall, time.perf_counter() - started)
+    print(
+        f"  {label:<10} {best:7.3f} s CPU  {best / rows * 1e6:6.2f} us/row  "
+        f"{rows / best:>11,.0f} rows/s per core  (wall {best_wall:.3f} s)",
+        flush=True,
+    )
+    return best
+
+
+def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> None:
+    from csvault.crypto.rows import RowCipher
+    from csvault.crypto.stream import StreamEncryptor, decrypt_stream
+    from csvault.datasets.csvreader import open_csv
+    from csvault.datasets.rowstore import pg_binary_copy_tuples
+
+    key, dataset = secrets.token_bytes(32), uuid.uuid4()
+    encryptor = StreamEncryptor(key, dataset)
+    stored = encryptor.update(csv_file.read_bytes()) + encryptor.finalize()
+    cipher = RowCipher(key, dataset, 1)
+
+    def chunks() -> Iterator[bytes]:
+        source = io.BytesIO(stored)
+        return decrypt_stream(key, dataset, iter(lambda: source.read(1 << 20), b""))
+
+    def decrypt() -> None:
+        for _ in chunks():
+            pass
+
+    def parse() -> None:
+        for _ in open_csv(chunks()).batches(batch):
+            pass
+
+    def encrypt() -> None:
+        first = 1
+        for part in open_csv(chunks()).batches(batch):
+            cipher.encrypt_rows_split(first, part)
+            first += len(part)
+
+    def frame() -> None:
+        first = 1
+        for part in open_csv(chunks()).batches(batch):
+            prefix, ciphertexts = cipher.encrypt_rows_split(first, part)
+            pg_binary_copy_tuples(dataset, first, prefix, ciphertexts)
+            first += len(part)
+
+    print(f"stages ({rows:,} rows, steps of {batch:,}, gc {'off' if gc_off else 'on'}):")
+    if gc_off:
+        gc.disable()
+    try:
+        for label, fn in (
+            ("decrypt", decrypt),
+            ("parse", parse),
+            ("encrypt", encrypt),
+            ("frame", frame),
+        ):
+            _timed(label, rows, fn, repeat)
+    finally:
+        gc.enable()
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/csvault_bench")
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        CSVAULT_MASTER_KEYS=f"hot{secrets.token_hex(4)}:{key}",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        CSVAULT_DATA_DIR=str(ROOT / "bench" / "out" / "data"),
+    )
+    os.environ.pop("CELERY_BROKER_URL", None)
+    import django
+
+    django.setup()
+
+
+def in_process(csv_file: Path, rows: int) -> None:
+    """Upload through the API in-process, then scan and ingest with the real services."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from rest_framework.test import APIClient
+
+    from csvault.datasets import tasks
+    from csvault.datasets.ingest import dataset_ingest
+    from csvault.datasets.models import Dataset
+    from csvault.datasets.scan import dataset_scan
+    from csvault.datasets.services import dataset_delete, dataset_purge
+    from csvault.scanning import get_scanner
+
+    call_command("migrate", "--noinput", verbosity=0)
+    # No broker here: the stages are called directly below.
+    tasks.scan_dataset.delay_on_commit = lambda *a, **k: None  # type: ignore[attr-defined]
+    tasks.ingest_dataset.delay_on_commit = lambda *a, **k: None  # type: ignore[attr-defined]
+    tasks.purge_dataset.delay_on_commit = lambda *a, **k: None  # type: ignore[attr-defined]
+    user = get_user_model().objects.create_user(f"hot-{uuid.uuid4().hex[:10]}")
+    client = APIClient()
+    client.force_authenticate(user)
+    try:
+        before = _rss_mb()
+        with open(csv_file, "rb") as fh:
+            started = time.perf_counter()
+            response = client.post("/api/datasets/", {"file": fh}, format="multipart")
+            upload_s = time.perf_counter() - started
+        assert response.status_code == 201, response.content
+        dataset_id = uuid.UUID(response.json()["id"])
+        print(f"in-process (DATABASE_URL {os.environ['DATABASE_URL']}):")
+        size = csv_file.stat().st_size
+        print(f"  upload     {upload_s:7.3f} s  {size / 1e6 / upload_s:6.1f} MB/s")
+        started = time.perf_counter()
+        verdict = dataset_scan(dataset_id=dataset_id)
+        scan_s = time.perf_counter() - started
+        scanner = get_scanner()
+        print(f"  scan       {scan_s:7.3f} s  {size / 1e6 / scan_s:6.1f} MB/s  ({scanner.name})")
+        assert verdict.status == "queued", verdict
+        rss_start = _rss_mb()
+        started = time.perf_counter()
+        outcome = dataset_ingest(dataset_id=dataset_id)
+        ingest_s = time.perf_counter() - started
+        assert outcome.rows == rows, outcome
+        print(
+            f"  ingest     {ingest_s:7.3f} s  {ingest_s / rows * 1e6:6.2f} us/row  "
+            f"{rows / ingest_s:>11,.0f} rows/s"
+        )
+        print(
+            f"  RSS: {before:.0f} MB before the upload, {rss_start:.0f} MB before the ingest, "
+            f"peak {_peak_mb():.0f} MB (includes the upload)"
+        )
+        dataset_delete(dataset=Dataset.objects.get(id=dataset_id))
+        dataset_purge(dataset_id=dataset_id)
+    finally:
+        user.delete()
+
+
+def main(argv: list[str]) -> int:
+    from ingest_bench import ensure_csv
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=4096, help="rows per parse step")
+    parser.add_argument("--repeat", type=int, default=2, help="best of N per stage")
+    parser.add_argument("--gc-on", action="store_true", help="keep the cyclic GC running")
+    parser.add_argument("--skip-stages", action="store_true")
+    parser.add_argument("--database", action="store_true", help="also scan+ingest in-process")
+    args = parser.parse_args(argv)
+    csv_file = ensure_csv(args.rows)
+    setup_django()
+    print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}, nproc {os.cpu_count()}")
+    if not args.skip_stages:
+        stages(csv_file, args.rows, args.batch, args.repeat, gc_off=not args.gc_on)
+    if args.database:
+        in_process(csv_file, args.rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
