@@ -26,8 +26,10 @@ cat <<MSG
 
   Create a user and get an API token (the token is the last line printed):
     .venv/bin/python manage.py createuser alice --password 'choose-a-long-one'
-  Then upload a file:
+  Then log in on the upload page above with that name and password, or use the API:
     curl -H "Authorization: Token TOKEN" -F file=@data.csv http://${HOST:-127.0.0.1}:${PORT:-8000}/api/datasets/
+  or the command-line client:
+    CSVAULT_URL=http://${HOST:-127.0.0.1}:${PORT:-8000} CSVAULT_TOKEN=TOKEN .venv/bin/csvault upload data.csv --watch
   Ctrl-C stops the web server and the worker.
 
 MSG
