@@ -35,8 +35,16 @@ def rotate(*args: str) -> str:
     return out.getvalue()
 
 
-def read_everything(api: Any, dataset_id: str) -> tuple[Any, list[Any], bytes, bytes]:
+def read_everything(api: Any, dataset_id: str) -> tuple[Any, ...]:
+    # Detail and list come from the cache once warmed: they carry the header sealed
+    # under the wrapped key, so a rotation must clear them.
+    detail = api.get(f"/api/datasets/{dataset_id}/")
+    assert detail.status_code == 200
+    listed = api.get("/api/datasets/")
+    assert listed.status_code == 200
+    listed_columns = {d["id"]: d["columns"] for d in listed.json()["results"]}[dataset_id]
     columns, rows = read_all_rows(api, dataset_id)
+    assert detail.json()["columns"] == listed_columns == columns
     exports = []
     for export_format in ("csv", "jsonl"):
         response = api.get(f"/api/datasets/{dataset_id}/export/?format={export_format}")

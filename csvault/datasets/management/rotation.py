@@ -90,9 +90,13 @@ def dataset_keys_rewrap(
         return
     with transaction.atomic():
         for (dataset_id, key_id, wrapped), new_id, new_wrapped in updates:
-            changed = Dataset.objects.filter(
-                id=dataset_id, key_id=key_id, wrapped_key=wrapped
-            ).update(key_id=new_id, wrapped_key=new_wrapped)
+            # for_write: the cached reads of the dataset (which carry the sealed
+            # header under the old wrapped key) are cleared too.
+            changed = (
+                Dataset.objects.for_write(dataset_id)
+                .filter(key_id=key_id, wrapped_key=wrapped)
+                .update(key_id=new_id, wrapped_key=new_wrapped)
+            )
             if changed:
                 report.rewrapped += 1
             else:
