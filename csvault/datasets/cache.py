@@ -2,8 +2,9 @@
 
 Keys carry the owner's id and the dataset's id, so what one user warmed is never
 served to another. Values hold metadata and progress only: the header names stay
-encrypted in the cache (their ciphertext and the wrapped data key, opened when
-served); rows are never cached. Every write to a dataset goes through
+encrypted in the cache (their ciphertext and the master key id; the wrapped data
+key that opens them never enters the cache); rows are never cached. Every write
+to a dataset goes through
 ``Dataset.objects.for_write(id)``, whose ``update()`` clears that dataset's keys
 after commit and moves the owner's list version on. With the cache down
 (django-redis ignores its errors) reads fall through to the database.
@@ -72,6 +73,11 @@ def owner_list_changed(owner_id: int) -> None:
 
 
 # --- header names travel sealed -------------------------------------------------------------
+# The cache holds the header's ciphertext and the id of the master key only. The
+# wrapped data key stays out of it (a Redis snapshot must not outlive a
+# crypto-shredding DELETE); each web process keeps the wrapped keys it needs in a
+# small in-memory table, keyed by (dataset, master key id), filled from the
+# database once.
 
 
 def seal_columns(dataset: Any) -> dict[str, str] | None:
@@ -80,17 +86,39 @@ def seal_columns(dataset: Any) -> dict[str, str] | None:
     return {
         "ct": base64.b64encode(bytes(dataset.columns_ciphertext)).decode(),
         "key_id": dataset.key_id,
-        "wk": base64.b64encode(bytes(dataset.wrapped_key)).decode(),
     }
 
 
+@functools.lru_cache(maxsize=1024)
+def _wrapped_key(dataset_id: str, key_id: str) -> bytes:
+    from csvault.datasets.models import Dataset
+
+    wrapped = (
+        Dataset.objects.filter(id=dataset_id, key_id=key_id, deleted_at__isnull=True)
+        .values_list("wrapped_key", flat=True)
+        .first()
+    )
+    if not wrapped:
+        raise _Shredded  # not remembered: lru_cache keeps only returned values
+    return bytes(wrapped)
+
+
+class _Shredded(Exception):
+    pass
+
+
 def open_columns(dataset_id: uuid.UUID | str, sealed: dict[str, str] | None) -> list[str]:
+    """The header names from their sealed form; [] if the dataset was deleted meanwhile."""
     if not sealed:
         return []
     from csvault.crypto.active import get_keyring
     from csvault.crypto.rows import RowCipher
     from csvault.datasets.keys import HEADER_ROW
 
-    data_key = get_keyring().unwrap(sealed["key_id"], base64.b64decode(sealed["wk"]))
+    try:
+        wrapped = _wrapped_key(str(dataset_id), sealed["key_id"])
+    except _Shredded:
+        return []
+    data_key = get_keyring().unwrap(sealed["key_id"], wrapped)
     cipher = RowCipher(data_key, uuid.UUID(str(dataset_id)), 0)
     return cipher.decrypt(HEADER_ROW, base64.b64decode(sealed["ct"]))

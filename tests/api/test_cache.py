@@ -3,6 +3,7 @@ never plaintext in the cache, and the database behind it when the cache is down.
 
 from __future__ import annotations
 
+import base64
 import pickle
 import zlib
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
+from csvault.datasets.models import Dataset
 from tests.conftest import ingest, upload
 from tests.csvdata import MARKER, to_csv, tricky_rows
 
@@ -102,8 +104,9 @@ def test_what_one_user_warmed_is_never_served_to_another(api, other_api):
     assert other_api.get("/api/datasets/").json()["results"] == []
 
 
-def test_no_plaintext_header_or_cell_reaches_the_cache(api):
+def test_no_plaintext_header_or_cell_nor_a_wrapped_key_reaches_the_cache(api):
     dataset_id = ingest(upload(api, secret_csv()))
+    wrapped = bytes(Dataset.objects.get(id=dataset_id).wrapped_key)
     api.get(f"/api/datasets/{dataset_id}/")
     api.get(f"/api/datasets/{dataset_id}/progress/")
     api.get("/api/datasets/")
@@ -112,6 +115,9 @@ def test_no_plaintext_header_or_cell_reaches_the_cache(api):
     assert len(values) >= 4
     for value in values:
         assert MARKER.encode() not in value
+        # A snapshot of the cache must not keep a key that DELETE shreds.
+        assert wrapped not in value
+        assert base64.b64encode(wrapped) not in value
 
 
 def test_a_dead_cache_falls_back_to_the_database(api, settings):
