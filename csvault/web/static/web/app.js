@@ -61,22 +61,26 @@
   }
 
   function stop(id) {
-    const source = streams.get(id);
-    if (source) { source.close(); streams.delete(id); }
+    const timer = streams.get(id);
+    if (timer) { clearInterval(timer); streams.delete(id); }
   }
 
+  // Progress is polled (one cached, query-free request a second per unfinished
+  // dataset) rather than streamed: an event stream holds a server thread for
+  // its whole life, and a page with several uploads would hold several.
   function follow(id) {
     if (streams.has(id)) return;
-    const source = new EventSource("/api/datasets/" + id + "/events/");
-    streams.set(id, source);
     const refresh = () => api("GET", "/api/datasets/" + id + "/").then((r) => r && r.status === 200 && render(r.body));
-    source.addEventListener("progress", (e) => {
-      const row = document.getElementById("d-" + id);
-      const p = JSON.parse(e.data);
-      if (row) { row.children[1].firstChild.textContent = p.status; row.children[2].textContent = describe(p); }
-    });
-    source.addEventListener("end", () => { stop(id); refresh(); });
-    source.addEventListener("error", () => { if (source.readyState === EventSource.CLOSED) stop(id); });
+    const timer = setInterval(() => {
+      api("GET", "/api/datasets/" + id + "/progress/").then((r) => {
+        if (!r || r.status !== 200) { stop(id); return; }
+        const p = r.body;
+        const row = document.getElementById("d-" + id);
+        if (row) { row.children[1].firstChild.textContent = p.status; row.children[2].textContent = describe(p); }
+        if (FINAL.has(p.status)) { stop(id); refresh(); }
+      });
+    }, 1000);
+    streams.set(id, timer);
   }
 
   function load() {
