@@ -166,11 +166,11 @@ FILE_CASES = [
         b'a,b\n1,"b"c\n',
         Failed("bad_quote", row=1, says=("quote",)),
     ),
-    # Documented (csvreader module docstring, README): a quote inside an unquoted value
-    # is a literal character, as Excel and Python's csv read it; the value is kept
-    # exactly. Refusing it needs a scan of every quote outside the C parser: measured
-    # at 3.6 s per million quote-heavy rows, more than the whole ingest.
-    Case("stray-quote-in-unquoted-field", b'a,b\n1,b"c\n', Completed(["a", "b"], [["1", 'b"c']])),
+    Case(
+        "stray-quote-in-unquoted-field",
+        b'a,b\n1,b"c\n',
+        Failed("stray_quote", row=1, column=2, says=("not quoted", "column 2", "row 1")),
+    ),
     Case(
         "ragged-row-short",
         b"a,b,c\n1,2,3\n4,5\n",

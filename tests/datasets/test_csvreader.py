@@ -109,8 +109,8 @@ VALID = [
         ["a", "b"],
         [["1", "2"], ["3", "4"]],
     ),
-    ("stray_quote_kept_literally", b'a,b,c\n1,b"c,d\n', {}, ["a", "b", "c"], [["1", 'b"c', "d"]]),
-    ("quote_after_space_is_literal", b'a,b\n1, "x"\n', {}, ["a", "b"], [["1", ' "x"']]),
+    # Not caught (documented): a quote that ends an unquoted value stays literal.
+    ("quote_ending_an_unquoted_value", b'a,b,c\n1,b",d\n', {}, ["a", "b", "c"], [["1", 'b"', "d"]]),
     (
         "unicode_line_separators_are_data",
         "a,b\nx\vy\fz\x1c\x1d\x1e,p\x85q\u2028r\u2029s\n".encode(),
@@ -196,6 +196,19 @@ MALFORMED = [
     ),
     ("unterminated_quote_in_header", b'a,"b\n', {}, "unterminated_quote", None, None, 1, None),
     ("text_after_closing_quote", b'a,b\n1,"x"y\n', {}, "bad_quote", 1, None, 2, None),
+    ("stray_quote_inside_unquoted_value", b'a,b,c\n1,b"c,d\n', {}, "stray_quote", 1, 2, 2, 9),
+    ("quote_after_space_is_a_stray_quote", b'a,b\n1, "x"\n', {}, "stray_quote", 1, 2, 2, 7),
+    ("stray_quote_in_header", b'a,b"c\n1,2\n', {}, "stray_quote", None, 2, 1, 3),
+    (
+        "stray_quote_after_a_multiline_value",
+        b'a,b\n1,"two\nlines"\n2,x"y\n',
+        {},
+        "stray_quote",
+        2,
+        2,
+        4,
+        21,
+    ),
     ("space_after_closing_quote", b'a,b\n1,2\n"x" ,1\n', {}, "bad_quote", 2, None, 3, None),
     ("invalid_utf8", b"a,b\n1,\xff\n", {}, "invalid_utf8", 1, None, 2, 6),
     ("invalid_utf8_continuation", b"a,b\n1,\xe2\x28\xa1\n", {}, "invalid_utf8", 1, None, 2, 6),
@@ -696,3 +709,24 @@ def test_read_rows_with_changing_limits_matches_iteration(
         with pytest.raises(CsvDataError):  # and again on every later call
             stream.read_rows(1)
     assert (got, error) == read_rows(data, 4, has_header=has_header)
+
+
+@pytest.mark.parametrize(
+    ("data", "delimiter"),
+    [
+        (b"a,b\n" + b"1,2\n" * 20 + b'3,b"c\n', ","),
+        (b"a,b\n" + b'1,"x"\n' * 10 + b'3,bb"c\n', ","),
+        (b"a;b\n" + b'1;"x;y"\n' * 12 + b'3;b"c\n', ";"),
+    ],
+)
+def test_a_stray_quote_is_found_wherever_the_chunks_are_cut(data, delimiter):
+    # The scan looks at a quote's neighbours, which may lie in other chunks.
+    for cut in range(1, len(data)):
+        for cut2 in range(cut, min(cut + 4, len(data))):
+            for cut3 in range(cut2, min(cut2 + 3, len(data))):
+                pieces = [
+                    p for p in (data[:cut], data[cut:cut2], data[cut2:cut3], data[cut3:]) if p
+                ]
+                with pytest.raises(CsvDataError) as caught:
+                    list(open_csv(pieces, delimiter=delimiter))
+                assert (caught.value.code, caught.value.column) == ("stray_quote", 2), pieces
