@@ -363,8 +363,12 @@ class _LineSource:
         mapped = buf[:used].translate(self._quote_table)
         tail = self._quote_tail
         hay = tail + mapped if tail else mapped
-        start = 0
-        while (k := hay.find(b'x"x', start)) >= 0:
+        # Only the first candidate of a buffer is judged: judging costs a look at
+        # its whole line, and a crafted line full of candidates must not make that
+        # quadratic. Every candidate is an error either way (stray, or text after
+        # a closing quote, which csv reports when it gets there).
+        k = hay.find(b'x"x')
+        if k >= 0:
             quote = k + 1 - len(tail)  # -1: the last byte of the previous buffer
             carried = "".join(self._carry)
             line_start = max(buf.rfind(b"\n", 0, max(quote, 0)), buf.rfind(b"\r", 0, max(quote, 0)))
@@ -379,7 +383,6 @@ class _LineSource:
             column = _unquoted_field_at_end(prefix, self._delimiter)
             if column is not None:
                 return quote, column
-            start = k + 1
         self._quote_tail = hay[-2:]
         return None
 

@@ -7,6 +7,7 @@ import csv
 import io
 import itertools
 import pickle
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -730,3 +731,15 @@ def test_a_stray_quote_is_found_wherever_the_chunks_are_cut(data, delimiter):
                 with pytest.raises(CsvDataError) as caught:
                     list(open_csv(pieces, delimiter=delimiter))
                 assert (caught.value.code, caught.value.column) == ("stray_quote", 2), pieces
+
+
+def test_a_long_line_full_of_quote_candidates_fails_in_linear_time():
+    # Each buffer's first candidate is judged on its whole line; a line made of
+    # candidates must not make the scan quadratic.
+    data = b"a,b\n1," + b'"a"b' * 2_000_000 + b"\n"
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    started = time.process_time()
+    with pytest.raises(CsvDataError) as caught:
+        list(open_csv(chunks))
+    assert caught.value.code == "bad_quote"
+    assert time.process_time() - started < 5
