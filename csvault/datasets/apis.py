@@ -150,7 +150,23 @@ class DatasetProgressApi(APIView):
         return Response(dataset_progress_read(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
 
 
-class DatasetEventsApi(APIView):
+class StreamingApi(APIView):
+    """A view whose success is a StreamingHttpResponse and whose errors are JSON.
+
+    Content negotiation would only get in the way: an ``Accept: text/event-stream``
+    (or ``text/csv``) would be a 406, and the export's ``?format=`` would be read
+    (URL_FORMAT_OVERRIDE) as a renderer name and answered with a 404. Errors are
+    JSON whatever the client asks.
+    """
+
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+
+class DatasetEventsApi(StreamingApi):
     """``GET``: Server-Sent Events of the progress until the dataset is final.
 
     One ``progress`` event (the progress object as JSON) each time it changes,
@@ -160,12 +176,6 @@ class DatasetEventsApi(APIView):
     """
 
     renderer_classes = [JSONRenderer]  # for errors; the stream is a StreamingHttpResponse
-
-    def perform_content_negotiation(
-        self, request: Request, force: bool = False
-    ) -> tuple[BaseRenderer, str]:
-        renderer = JSONRenderer()  # Accept: text/event-stream must not be a 406
-        return renderer, renderer.media_type
 
     @extend_schema(
         responses={
@@ -224,7 +234,7 @@ class DatasetRowsApi(APIView):
         )
 
 
-class DatasetExportApi(APIView):
+class DatasetExportApi(StreamingApi):
     """``GET ?format=csv|jsonl``: the whole dataset as a streamed download.
 
     400 for another format, 404 for an absent or another user's dataset, 409
@@ -232,15 +242,6 @@ class DatasetExportApi(APIView):
     """
 
     renderer_classes = [JSONRenderer]  # for errors; the export is a StreamingHttpResponse
-
-    def perform_content_negotiation(
-        self, request: Request, force: bool = False
-    ) -> tuple[BaseRenderer, str]:
-        # ``?format=`` names the export format here, but DRF's negotiation reads it
-        # (URL_FORMAT_OVERRIDE) as a renderer name and would answer 404; the
-        # Accept header would get a 406. Errors are JSON whatever the client asks.
-        renderer = JSONRenderer()
-        return renderer, renderer.media_type
 
     @extend_schema(
         parameters=[

@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 # Only scanned files: ``queued`` is set by a clean scan verdict (see scan.py).
 CLAIMABLE = (DatasetStatus.QUEUED,)
 HEARTBEAT_EVERY_SECONDS = 5.0
+# A batch is committed at CSVAULT_INGEST_BATCH_ROWS rows or this many bytes of
+# ciphertext, whichever comes first: memory stays bounded whatever the row size.
+BATCH_BYTES = 8 * 1_048_576
 
 
 class LostOwnership(Exception):
@@ -150,10 +153,11 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
             # most 4096 rows; it starts at one row and grows with the rows per MiB
             # seen so far): enough that per-step overhead vanishes, little enough to
             # keep few parsed rows in memory and to hand the GIL to the writer every
-            # few milliseconds. A batch is committed at batch_rows rows or 8 MiB.
+            # few milliseconds. A batch is committed at batch_rows rows or BATCH_BYTES.
             # The cyclic GC is paused: the rows are millions of short-lived lists
             # without cycles, and re-scanning them cost about a sixth of the CPU time.
             step = 1
+            commit = partial(_commit_batch, dataset.id, attempt)
             gc.disable()
             with BackgroundWriter() as writer:
                 batch: RowBatch | None = None
@@ -177,41 +181,17 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
                     if batch is None:
                         batch = rows_batch(dataset_id=dataset.id, first_row_number=first)
                     batch.add(*cipher.encrypt_rows_split(first, rows))
-                    if batch.count >= batch_rows or batch.nbytes >= 8 * 1_048_576:
-                        writer.submit(
-                            partial(
-                                _commit_batch,
-                                dataset.id,
-                                attempt,
-                                batch,
-                                row_number,
-                                stream.bytes_consumed,
-                            )
-                        )
+                    if batch.count >= batch_rows or batch.nbytes >= BATCH_BYTES:
+                        writer.submit(partial(commit, batch, row_number, stream.bytes_consumed))
                         batch = None
                 writer.submit(
-                    partial(
-                        _commit_batch,
-                        dataset.id,
-                        attempt,
-                        batch,
-                        row_number,
-                        stream.bytes_consumed,
-                        complete=True,
-                    )
+                    partial(commit, batch, row_number, stream.bytes_consumed, complete=True)
                 )
     except CsvDataError as exc:
         _finish_failed(dataset.id, attempt, exc.as_dict())
         return IngestOutcome(DatasetStatus.FAILED, 0)
     except StreamDecryptError as exc:
-        _finish_failed(
-            dataset.id,
-            attempt,
-            {
-                "code": "file_corrupt",
-                "message": f"The stored file failed its integrity check: {exc}",
-            },
-        )
+        _finish_failed(dataset.id, attempt, file_corrupt_error(exc))
         return IngestOutcome(DatasetStatus.FAILED, 0)
     finally:
         if gc_was_enabled:
@@ -225,6 +205,14 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
         attempt,
     )
     return IngestOutcome(DatasetStatus.COMPLETED, row_number)
+
+
+def file_corrupt_error(exc: StreamDecryptError) -> dict[str, object]:
+    """The dataset error for a stored file that fails its integrity check."""
+    return {
+        "code": "file_corrupt",
+        "message": f"The stored file failed its integrity check: {exc}",
+    }
 
 
 def _owned(dataset_id: uuid.UUID, attempt: int) -> QuerySet[Dataset]:

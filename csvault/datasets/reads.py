@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -36,20 +36,23 @@ def open_payload(payload: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _read_through(
+    owner: User, dataset_id: uuid.UUID, kind: str, build: Callable[[Dataset], dict[str, Any]]
+) -> dict[str, Any]:
+    """The cached ``kind`` of the caller's dataset; on a miss, built from the database."""
+    value: dict[str, Any] | None = cache_get(owner.pk, dataset_id, kind)
+    if value is None:
+        value = build(dataset_get(owner=owner, dataset_id=dataset_id))
+        cache_set(owner.pk, dataset_id, kind, value)
+    return value
+
+
 def dataset_detail_read(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
-    payload = cache_get(owner.pk, dataset_id, "detail")
-    if payload is None:
-        payload = detail_payload(dataset_get(owner=owner, dataset_id=dataset_id))
-        cache_set(owner.pk, dataset_id, "detail", payload)
-    return open_payload(payload)
+    return open_payload(_read_through(owner, dataset_id, "detail", detail_payload))
 
 
 def dataset_progress_read(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
-    progress: dict[str, Any] | None = cache_get(owner.pk, dataset_id, "progress")
-    if progress is None:
-        progress = dataset_progress(dataset=dataset_get(owner=owner, dataset_id=dataset_id))
-        cache_set(owner.pk, dataset_id, "progress", progress)
-    return progress
+    return _read_through(owner, dataset_id, "progress", lambda d: dataset_progress(dataset=d))
 
 
 def progress_events(*, owner: User, dataset_id: uuid.UUID) -> Iterator[str]:

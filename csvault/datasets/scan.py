@@ -27,13 +27,12 @@ from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
 from csvault.core import metrics
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
+from csvault.datasets.ingest import HEARTBEAT_EVERY_SECONDS, file_corrupt_error
 from csvault.datasets.keys import dataset_data_key
 from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.scanning import ScannerUnavailable, ScanResult, get_scanner
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_EVERY_SECONDS = 5.0
 
 
 class ScanRetry(Exception):
@@ -113,10 +112,7 @@ def dataset_scan(*, dataset_id: uuid.UUID) -> ScanOutcome:
             dataset.id,
             attempt,
             DatasetStatus.FAILED,
-            {
-                "code": "file_corrupt",
-                "message": f"The stored file failed its integrity check: {exc}",
-            },
+            file_corrupt_error(exc),
         )
         return ScanOutcome(DatasetStatus.FAILED)
     except _LostScan:

@@ -18,6 +18,7 @@ from csvault.datasets.cache import owner_list_changed
 from csvault.datasets.models import FINAL_STATUSES, Dataset, DatasetStatus
 from csvault.datasets.quotas import quota_check
 from csvault.datasets.rowstore import rows_delete
+from csvault.datasets.selectors import visible_datasets
 from csvault.datasets.uploads import EncryptedUpload
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class IdempotentReplay(Exception):
 
 
 def dataset_by_idempotency_key(*, owner: User, key: str) -> Dataset | None:
-    return Dataset.objects.filter(owner=owner, idempotency_key=key, deleted_at__isnull=True).first()
+    return visible_datasets().filter(owner=owner, idempotency_key=key).first()
 
 
 def dataset_cancel(*, dataset: Dataset) -> Dataset:
