@@ -81,6 +81,13 @@ class ApiClient(FastHttpUser):
         self.headers = {"Authorization": f"Token {account['token']}"}
         self.completed: list[str] = list(account["datasets"])
         self.rows_next: str | None = None
+        # Locust starts users in batches (all users of one spawn second at the same
+        # instant) and constant_throughput keeps each user's phase: without this, the
+        # 100 users would fire in lock-step, 100 requests at once every second, which
+        # measures the burst, not the service (real clients do not synchronise to the
+        # millisecond). Each user starts at a random point of its first think time.
+        if os.environ.get("LOADTEST_LOCKSTEP") != "1":
+            gevent.sleep(random.uniform(0, THINK))
 
     # --- reads ----------------------------------------------------------------
 

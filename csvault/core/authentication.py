@@ -3,8 +3,16 @@
 A poll of a running ingest should not cost a database query per request, and
 looking up the token is one. The cache holds, under a SHA-256 of the token (never
 the token itself), only the user's id and name. Revocation stays immediate:
-deleting a token (logout, admin) or saving its user (deactivation, say) drops
-the entry through the signals below; an entry expires after five minutes anyway.
+deleting a token (logout, admin) or saving its user (deactivation, say) replaces
+the entry with a tombstone through the signals below; an entry expires after
+five minutes anyway.
+
+Why a tombstone and not a delete: a request that read the token from the
+database just before a logout committed would otherwise put it back in the
+cache after the logout cleared it, and the revoked token would keep working for
+the entry's lifetime. Requests fill the cache with ``add`` (only if the key is
+absent), so while the tombstone lives nobody can, and every request goes to the
+database, which answers 401.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
 TTL_SECONDS = 300
+# Longer than any request takes between its database read and its cache fill.
+TOMBSTONE_SECONDS = 60
+_TOMBSTONE = {"revoked": True}
 
 
 def _key(token_key: str) -> str:
@@ -29,25 +40,25 @@ def _key(token_key: str) -> str:
 class CachedTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         hit = cache.get(_key(key))
-        if hit is not None:
+        if hit is not None and "id" in hit:
             # A user object for ids and names only; views never save request.user.
             user = get_user_model()(pk=hit["id"], username=hit["username"], is_active=True)
             user._state.adding = False
             user._state.db = "default"
             return user, Token(key=key, user_id=hit["id"])
         user, token = super().authenticate_credentials(key)  # 401 for unknown or inactive
-        cache.set(_key(key), {"id": user.pk, "username": user.get_username()}, TTL_SECONDS)
+        cache.add(_key(key), {"id": user.pk, "username": user.get_username()}, TTL_SECONDS)
         return user, token
 
 
 @receiver(post_delete, sender=Token, dispatch_uid="csvault-token-deleted")
 def _token_deleted(sender: Any, instance: Token, **kwargs: Any) -> None:
-    cache.delete(_key(instance.key))
+    cache.set(_key(instance.key), _TOMBSTONE, TOMBSTONE_SECONDS)
 
 
 @receiver(post_save, sender=get_user_model(), dispatch_uid="csvault-user-saved")
 def _user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     if created:
         return
-    for key in Token.objects.filter(user_id=instance.pk).values_list("key", flat=True):
-        cache.delete(_key(key))
+    keys = Token.objects.filter(user_id=instance.pk).values_list("key", flat=True)
+    cache.set_many({_key(key): _TOMBSTONE for key in keys}, TOMBSTONE_SECONDS)

@@ -6,7 +6,8 @@ encrypted in the cache (their ciphertext and the master key id; the wrapped data
 key that opens them never enters the cache); rows are never cached. Every write
 to a dataset goes through
 ``Dataset.objects.for_write(id)``, whose ``update()`` clears that dataset's keys
-after commit and moves the owner's list version on. With the cache down
+after commit, gives it a new generation (see below) and moves the owner's list
+version on. With the cache down
 (django-redis ignores its errors) reads fall through to the database.
 """
 
@@ -38,16 +39,42 @@ def _key(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> str:
     return f"csvault:ds:{owner_id}:{dataset_id}:{kind}"
 
 
+def _generation_key(dataset_id: uuid.UUID | str) -> str:
+    return f"csvault:ds:{dataset_id}:gen"
+
+
 def _list_version_key(owner_id: int) -> str:
     return f"csvault:dslist:{owner_id}:version"
 
 
-def cache_get(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> Any:
-    return cache.get(_key(owner_id, dataset_id, kind))
+# Why a generation: a reader that misses reads the database and then fills the
+# cache. If a write commits (and clears the keys) between the reader's database
+# read and its fill, a plain fill would put the pre-write state back, for the
+# whole TTL: a finished ingest would poll as "processing" for minutes. So every
+# write sets a new random generation for the dataset (after commit), a reader
+# notes the generation *before* it reads the database and stores it with the
+# value, and a value counts only while its generation is the current one. Both
+# keys come back in one round trip. The generation outlives every value stored
+# under an older one (GENERATION_TTL > TTL_SECONDS + any request's duration).
+GENERATION_TTL = 3600
 
 
-def cache_set(owner_id: int, dataset_id: uuid.UUID | str, kind: str, value: Any) -> None:
-    cache.set(_key(owner_id, dataset_id, kind), value, TTL_SECONDS)
+def cache_get(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> tuple[Any, str]:
+    """``(value or None, generation)``: pass the generation to :func:`cache_set`."""
+    key, gen_key = _key(owner_id, dataset_id, kind), _generation_key(dataset_id)
+    found = cache.get_many([key, gen_key])
+    generation = found.get(gen_key) or ""
+    entry = found.get(key)
+    if isinstance(entry, dict) and entry.get("g") == generation:
+        return entry["v"], generation
+    return None, generation
+
+
+def cache_set(
+    owner_id: int, dataset_id: uuid.UUID | str, kind: str, value: Any, generation: str
+) -> None:
+    """Store a value read from the database after ``cache_get`` returned ``generation``."""
+    cache.set(_key(owner_id, dataset_id, kind), {"g": generation, "v": value}, TTL_SECONDS)
 
 
 def list_cache_key(owner_id: int, *parts: str) -> str:
@@ -60,6 +87,7 @@ def dataset_changed(dataset_id: uuid.UUID | str, owner_id: int | None = None) ->
     owner = owner_id if owner_id is not None else _owner_of(str(dataset_id))
     if owner is None:
         return
+    cache.set(_generation_key(dataset_id), uuid.uuid4().hex, GENERATION_TTL)
     cache.delete_many([_key(owner, dataset_id, kind) for kind in _KINDS])
     owner_list_changed(owner)
 

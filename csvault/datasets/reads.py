@@ -40,10 +40,10 @@ def _read_through(
     owner: User, dataset_id: uuid.UUID, kind: str, build: Callable[[Dataset], dict[str, Any]]
 ) -> dict[str, Any]:
     """The cached ``kind`` of the caller's dataset; on a miss, built from the database."""
-    value: dict[str, Any] | None = cache_get(owner.pk, dataset_id, kind)
+    value, generation = cache_get(owner.pk, dataset_id, kind)
     if value is None:
         value = build(dataset_get(owner=owner, dataset_id=dataset_id))
-        cache_set(owner.pk, dataset_id, kind, value)
+        cache_set(owner.pk, dataset_id, kind, value, generation)
     return value
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.core.files.storage import storages
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from csvault.audit.models import AuditAction, AuditEvent
@@ -120,6 +121,33 @@ def test_login_gives_a_token_and_logout_revokes_it_at_once(user):
     assert again.json()["token"] != token
     assert [e.username for e in events(AuditAction.LOGIN)] == ["alice", "alice"]
     assert [e.username for e in events(AuditAction.LOGOUT)] == ["alice"]
+
+
+def test_a_request_racing_a_logout_cannot_put_the_revoked_token_back(user, monkeypatch):
+    """A request that read the token from the database just before a logout committed
+    fills the cache after the logout cleared it: the token must stay revoked."""
+    from rest_framework.authentication import TokenAuthentication
+
+    from csvault.core.authentication import CachedTokenAuthentication
+
+    client = APIClient()
+    token = client.post("/api/auth/token/", {"username": "alice", "password": "pw-alice"}).json()[
+        "token"
+    ]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.post("/api/auth/logout/").status_code == 204
+
+    # The racing request: its database read happened before the logout (so it holds
+    # the live user), its cache fill happens now.
+    monkeypatch.setattr(
+        TokenAuthentication,
+        "authenticate_credentials",
+        lambda self, key: (user, Token(key=key, user=user)),
+    )
+    CachedTokenAuthentication().authenticate_credentials(token)
+    monkeypatch.undo()
+
+    assert client.get("/api/datasets/").status_code == 401
 
 
 def test_an_inactive_user_gets_401(user, api):

@@ -133,3 +133,23 @@ def test_a_dead_cache_falls_back_to_the_database(api, settings):
         assert api.get(f"/api/datasets/{dataset_id}/{suffix}").status_code == 200
     assert api.get("/api/datasets/").status_code == 200
     assert upload(api, b"a\n1\n").status_code == 201
+
+
+def test_a_fill_racing_a_write_cannot_bring_the_old_state_back(api):
+    """A reader that read the database before a write committed, and fills the cache
+    after the write cleared it, must not serve the pre-write state afterwards (a
+    finished ingest would otherwise poll as unfinished until the entry expired)."""
+    from csvault.datasets.reads import _read_through
+    from csvault.datasets.selectors import dataset_progress
+
+    dataset_id = upload(api, secret_csv()).json()["id"]
+    dataset = Dataset.objects.select_related("owner").get(id=dataset_id)
+
+    def read_then_a_write_commits(current: Dataset) -> dict[str, Any]:
+        stale = dataset_progress(dataset=current)
+        Dataset.objects.for_write(current.id).update(status="cancelled")
+        return stale
+
+    late_fill = _read_through(dataset.owner, dataset.id, "progress", read_then_a_write_commits)
+    assert late_fill["status"] == "pending"  # what that one reader saw
+    assert api.get(f"/api/datasets/{dataset_id}/progress/").json()["status"] == "cancelled"
