@@ -2,7 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Re-install when the dependencies or the C accelerator change.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py csvault/crypto/_rowframe.c | sha1sum | cut -c1-12)
 PORT ?= 8000
 HOST ?= 127.0.0.1
 export PORT HOST
@@ -11,7 +12,7 @@ export PORT HOST
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py csvault/crypto/_rowframe.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "csvault needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

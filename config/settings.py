@@ -273,6 +273,8 @@ CSVAULT_INGEST_BATCH_ROWS = env.int("CSVAULT_INGEST_BATCH_ROWS", default=20_000)
 # How often the GIL changes hands while the ingest's writer thread runs (seconds);
 # see docs/performance.md.
 CSVAULT_GIL_SWITCH_INTERVAL = env.float("CSVAULT_GIL_SWITCH_INTERVAL", default=0.001)
+# Encrypt and frame rows in C when the accelerator is built (setup.py); 0: pure Python.
+CSVAULT_NATIVE_ROWS = env.bool("CSVAULT_NATIVE_ROWS", default=True)
 # Server-Sent Events: how often a stream looks at the (cached) progress, and
 # how long one stream lasts before the client reconnects (it holds a thread).
 CSVAULT_SSE_INTERVAL_SECONDS = env.float("CSVAULT_SSE_INTERVAL_SECONDS", default=0.5)

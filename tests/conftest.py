@@ -49,6 +49,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             redis.Redis.from_url(s.CELERY_BROKER_URL, socket_connect_timeout=2).ping()
         except redis.RedisError as exc:
             problems.append(f"Redis broker unreachable: {exc}")
+    if "native" in expected:
+        from csvault.crypto.rows import NATIVE_AVAILABLE
+
+        if not NATIVE_AVAILABLE:
+            problems.append(
+                "the C accelerator csvault.crypto._rowframe is not built (needs gcc, libssl-dev)"
+            )
     if "clamd" in expected:
         from csvault.scanning import ScannerUnavailable, get_scanner
 

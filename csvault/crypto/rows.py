@@ -43,7 +43,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from csvault.crypto.keyring import derive_subkey
 
-__all__ = ["ROW_FORMAT_VERSION", "RowCipher", "RowDecryptError"]
+try:  # the optional C accelerator (setup.py); same bytes as the Python path
+    from csvault.crypto import _rowframe  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _rowframe = None
+
+__all__ = ["NATIVE_AVAILABLE", "ROW_FORMAT_VERSION", "RowCipher", "RowDecryptError"]
+
+NATIVE_AVAILABLE = _rowframe is not None
 
 ROW_FORMAT_VERSION = 1
 _VERSION_BYTE = bytes([ROW_FORMAT_VERSION])
@@ -61,6 +68,7 @@ _U32 = struct.Struct(">I")
 _NONCE = struct.Struct(">IQ")
 _MAX_ATTEMPT = 2**32 - 1
 _MAX_ROW_NUMBER = 2**64 - 1
+_MAX_INT8 = 2**63 - 1
 
 
 class RowDecryptError(Exception):
@@ -117,12 +125,14 @@ class RowCipher:
         "_blob_header",
         "_decrypt",
         "_encrypt",
+        "_key",
     )
 
     def __init__(self, data_key: bytes, dataset_id: uuid.UUID, attempt: int = 0) -> None:
         if not 0 <= attempt <= _MAX_ATTEMPT:
             raise ValueError(f"attempt must be between 0 and {_MAX_ATTEMPT}, got {attempt}")
-        aead = AESGCM(derive_subkey(data_key, dataset_id, _KDF_INFO))
+        self._key = derive_subkey(data_key, dataset_id, _KDF_INFO)
+        aead = AESGCM(self._key)
         # Bound methods and constant prefixes are cached: at ~1 µs per row, attribute
         # lookups and re-encoding constants would be a measurable share of the cost.
         self._encrypt = aead.encrypt
@@ -207,6 +217,40 @@ class RowCipher:
         nonces = map(_NONCE.pack, repeat(self._attempt), numbers)
         associated = map(self._ad_pack, repeat(self._ad_prefix), numbers)
         return self._blob_header, list(map(self._encrypt, nonces, plaintexts, associated))
+
+    def copy_tuples(
+        self, first_row_number: int, rows: list[list[str]], tuple_prefix: bytes
+    ) -> bytes | None:
+        """Encrypt consecutive rows straight into PostgreSQL binary COPY tuples, in C.
+
+        Each tuple is ``tuple_prefix`` (the constant start of every tuple of the
+        dataset: field count, the dataset id field, the int8 length), the row number
+        (int64), the blob length (int32) and the blob: the same blobs, byte for
+        byte, as :meth:`encrypt_rows_split`, framed the way
+        ``csvault.datasets.rowstore.pg_binary_copy_tuples`` frames them. The
+        encryption runs with the GIL released.
+
+        Returns None when the C accelerator is not built, or when a row needs the
+        general row format (an empty row, a value containing NUL): the caller then
+        takes the Python path. The nonce rules of :meth:`encrypt` apply.
+        """
+        if _rowframe is None:
+            return None
+        # The COPY column is int8: row numbers stop at 2**63 - 1 there.
+        if first_row_number < 0 or first_row_number + len(rows) - 1 > _MAX_INT8:
+            raise ValueError(
+                f"row numbers must be between 0 and {_MAX_INT8} for COPY, got {first_row_number}.."
+            )
+        piece: bytes | None = _rowframe.encrypt_copy_tuples(
+            self._key,
+            self._ad_prefix,
+            self._attempt,
+            first_row_number,
+            rows,
+            tuple_prefix,
+            self._blob_header,
+        )
+        return piece
 
     def decrypt(self, row_number: int, blob: bytes | bytearray | memoryview) -> list[str]:
         """Decrypt a blob written by :meth:`encrypt` for the same dataset and row number.

@@ -180,7 +180,7 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
                         first = checkpoint + 1
                     if batch is None:
                         batch = rows_batch(dataset_id=dataset.id, first_row_number=first)
-                    batch.add(*cipher.encrypt_rows_split(first, rows))
+                    batch.add_rows(cipher, rows)
                     if batch.count >= batch_rows or batch.nbytes >= BATCH_BYTES:
                         writer.submit(partial(commit, batch, row_number, stream.bytes_consumed))
                         batch = None
