@@ -10,12 +10,18 @@ stage including the ones before it:
 2. ``parse``    - + ``CsvStream.batches`` (strict UTF-8, csv.reader, widths);
 3. ``encrypt``  - + ``RowCipher.encrypt_rows`` (serialise, AES-256-GCM);
 4. ``frame``    - + the binary COPY tuples (``pg_binary_copy_tuples``);
+5. ``native``   - parse + encryption and framing in C (``RowCipher.copy_tuples``);
 
-then, with ``--database``, ``scan`` (the configured scanner) and the real
+(``native`` only when the C accelerator is built); then, with ``--pg-side``,
+PostgreSQL's CPU per row for the same COPY stream into the real table, the
+dataset's partition directly, a plain table with the same primary key and one
+without any index (bracketed by the ``make bench`` ceiling, measured twice);
+with ``--database``, ``scan`` (the configured scanner) and the real
 ``dataset_ingest`` in-process against PostgreSQL, with the peak RSS of this
 process. Example::
 
     .venv/bin/python bench/hotpath_bench.py --rows 1000000 --database
+    .venv/bin/python bench/hotpath_bench.py --rows 300000 --skip-stages --pg-side
 
 It uses ``DATABASE_URL`` (default: the bench database) and never a broker.
 """
@@ -69,10 +75,10 @@ def _timed(label: str, rows: int, fn: Callable[[], object], repeat: int) -> floa
 
 
 def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> None:
-    from csvault.crypto.rows import RowCipher
+    from csvault.crypto.rows import NATIVE_AVAILABLE, RowCipher
     from csvault.crypto.stream import StreamEncryptor, decrypt_stream
     from csvault.datasets.csvreader import open_csv
-    from csvault.datasets.rowstore import pg_binary_copy_tuples
+    from csvault.datasets.rowstore import _PG_TUPLE_FIXED, pg_binary_copy_tuples
 
     key, dataset = secrets.token_bytes(32), uuid.uuid4()
     encryptor = StreamEncryptor(key, dataset)
@@ -104,6 +110,16 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
             pg_binary_copy_tuples(dataset, first, prefix, ciphertexts)
             first += len(part)
 
+    tuple_prefix = _PG_TUPLE_FIXED.pack(3, 16, dataset.bytes, 8)
+
+    def native() -> None:
+        # parse, then encrypt + frame in C (what the ingest runs when it is built)
+        first = 1
+        for part in open_csv(chunks()).batches(batch):
+            if cipher.copy_tuples(first, part, tuple_prefix) is None:
+                raise SystemExit("the C accelerator declined a batch (or is not built)")
+            first += len(part)
+
     print(f"stages ({rows:,} rows, steps of {batch:,}, gc {'off' if gc_off else 'on'}):")
     if gc_off:
         gc.disable()
@@ -113,10 +129,104 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
             ("parse", parse),
             ("encrypt", encrypt),
             ("frame", frame),
+            *((("native", native),) if NATIVE_AVAILABLE else ()),
         ):
             _timed(label, rows, fn, repeat)
+        if not NATIVE_AVAILABLE:
+            print("  native     (C accelerator not built)")
     finally:
         gc.enable()
+
+
+def pg_side(csv_file: Path, rows: int) -> None:
+    """PostgreSQL's own cost per row: the same binary COPY stream of encrypted rows into
+    the real (partitioned, primary-keyed) table, a plain table with the same primary key,
+    and a plain table without any index; CPU of the backend from /proc."""
+    from django.db import connection
+
+    from csvault.crypto.rows import RowCipher
+    from csvault.datasets.csvreader import open_csv
+    from csvault.datasets.rowstore import (
+        _PG_COPY_HEADER,
+        _PG_COPY_TRAILER,
+        pg_binary_copy_tuples,
+    )
+
+    def stream(dataset: uuid.UUID) -> bytes:
+        cipher = RowCipher(secrets.token_bytes(32), dataset, 1)
+        parts, first = [_PG_COPY_HEADER], 1
+        with open(csv_file, "rb") as fh:
+            for part in open_csv(iter(lambda: fh.read(1 << 20), b"")).batches(4096):
+                prefix, ciphertexts = cipher.encrypt_rows_split(first, part)
+                parts.append(pg_binary_copy_tuples(dataset, first, prefix, ciphertexts))
+                first += len(part)
+        parts.append(_PG_COPY_TRAILER)
+        return b"".join(parts)
+
+    tick = os.sysconf("SC_CLK_TCK")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+
+        def backend_cpu() -> float:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        # Regular tables (temporary ones would skip the WAL, which the real one writes).
+        cursor.execute(
+            "DROP TABLE IF EXISTS hot_pk, hot_plain; "
+            "CREATE TABLE hot_pk (dataset_id uuid, row_number bigint, data bytea, "
+            "PRIMARY KEY (dataset_id, row_number)); "
+            "CREATE TABLE hot_plain (dataset_id uuid, row_number bigint, data bytea)"
+        )
+        # One dataset for the partition run, and the partition its rows hash to.
+        partition_dataset = uuid.uuid4()
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s "
+            "AND satisfies_hash_partition(p.oid, %s, "
+            "substring(pg_get_expr(c.relpartbound, c.oid) from 'remainder (\\d+)')::int, %s)",
+            ["datasets_processeddata", 16, partition_dataset],
+        )
+        partition = cursor.fetchone()[0]
+        print(f"PostgreSQL side ({rows:,} encrypted rows, binary COPY, backend CPU from /proc):")
+        from ingest_bench import measure_ceiling
+
+        def ceiling() -> None:
+            result = measure_ceiling(os.environ["DATABASE_URL"], csv_file, rows)
+            print(
+                f"  {'make bench ceiling (text COPY of the CSV file)':<46} "
+                f"{result['rows_per_second']:>10,} rows/s  "
+                f"({result['seconds'] / rows * 1e6:.2f} us/row wall)"
+            )
+
+        ceiling()
+        table = "datasets_processeddata"
+        for label, target in (
+            ("csvault table (hash-partitioned, primary key)", table),
+            ("its partition directly (no routing)", partition),
+            ("plain table, same primary key", "hot_pk"),
+            ("plain table, no index", "hot_plain"),
+        ):
+            # A fresh id each time: no dead index entries from earlier runs.
+            dataset = partition_dataset if target == partition else uuid.uuid4()
+            payload = stream(dataset)
+            with connection.cursor() as cur:
+                cpu, started = backend_cpu(), time.perf_counter()
+                with cur.cursor.copy(
+                    f"COPY {target} (dataset_id, row_number, data) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.write(payload)
+                wall, cpu = time.perf_counter() - started, backend_cpu() - cpu
+                print(
+                    f"  {label:<46} {rows / wall:>10,.0f} rows/s  backend CPU "
+                    f"{cpu / rows * 1e6:5.2f} us/row"
+                )
+                if target in (table, partition):
+                    cur.execute(f"DELETE FROM {table} WHERE dataset_id = %s", [dataset])
+        cursor.execute("DROP TABLE hot_pk, hot_plain")
+    ceiling()  # again: the machine's speed drifts, the bracket shows by how much
 
 
 def setup_django() -> None:
@@ -202,12 +312,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--gc-on", action="store_true", help="keep the cyclic GC running")
     parser.add_argument("--skip-stages", action="store_true")
     parser.add_argument("--database", action="store_true", help="also scan+ingest in-process")
+    parser.add_argument(
+        "--pg-side", action="store_true", help="PostgreSQL's CPU per row, with and without the PK"
+    )
     args = parser.parse_args(argv)
     csv_file = ensure_csv(args.rows)
     setup_django()
     print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}, nproc {os.cpu_count()}")
     if not args.skip_stages:
         stages(csv_file, args.rows, args.batch, args.repeat, gc_off=not args.gc_on)
+    if args.database or args.pg_side:
+        from django.core.management import call_command
+
+        call_command("migrate", "--noinput", verbosity=0)
+    if args.pg_side:
+        pg_side(csv_file, args.rows)
     if args.database:
         in_process(csv_file, args.rows)
     return 0
