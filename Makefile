@@ -59,7 +59,7 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache build csvault/crypto/_rowframe.*.so
 
 ## the ingest benchmark against PostgreSQL + Redis (see bench/README.md); BENCH_ARGS="--rows 100000"
 .PHONY: bench
