@@ -28,11 +28,12 @@ from csvault.datasets.quotas import quota_check
 from csvault.datasets.reads import (
     dataset_detail_read,
     dataset_progress_read,
+    dataset_rows_read,
     detail_payload,
     open_payload,
     progress_events,
 )
-from csvault.datasets.selectors import dataset_get, dataset_list, dataset_row_page
+from csvault.datasets.selectors import dataset_get, dataset_list
 from csvault.datasets.serializers import (
     DatasetSerializer,
     DatasetUploadSerializer,
@@ -217,8 +218,12 @@ class DatasetRowsApi(APIView):
         query = RowsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
-        page = dataset_row_page(dataset=dataset, after=after, limit=limit)
+        page = dataset_rows_read(
+            owner=request.user,  # type: ignore[arg-type]
+            dataset_id=dataset_id,  # type: ignore[arg-type]
+            after=after,
+            limit=limit,
+        )
         next_url = None
         if page.has_more:
             last = page.rows[-1][0]

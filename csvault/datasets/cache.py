@@ -17,9 +17,12 @@ import base64
 import functools
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
+
+if TYPE_CHECKING:
+    from csvault.crypto.rows import RowCipher
 
 logger = logging.getLogger(__name__)
 
@@ -135,10 +138,13 @@ class _Shredded(Exception):
     pass
 
 
-def open_columns(dataset_id: uuid.UUID | str, sealed: dict[str, str] | None) -> list[str]:
-    """The header names from their sealed form; [] if the dataset was deleted meanwhile."""
+def open_sealed(
+    dataset_id: uuid.UUID | str, sealed: dict[str, str] | None
+) -> tuple[RowCipher, list[str]] | None:
+    """The dataset's row cipher and header names from the sealed header; None if there
+    is no header yet or the dataset was deleted meanwhile."""
     if not sealed:
-        return []
+        return None
     from csvault.crypto.active import get_keyring
     from csvault.crypto.rows import RowCipher
     from csvault.datasets.keys import HEADER_ROW
@@ -146,7 +152,13 @@ def open_columns(dataset_id: uuid.UUID | str, sealed: dict[str, str] | None) -> 
     try:
         wrapped = _wrapped_key(str(dataset_id), sealed["key_id"])
     except _Shredded:
-        return []
+        return None
     data_key = get_keyring().unwrap(sealed["key_id"], wrapped)
     cipher = RowCipher(data_key, uuid.UUID(str(dataset_id)), 0)
-    return cipher.decrypt(HEADER_ROW, base64.b64decode(sealed["ct"]))
+    return cipher, cipher.decrypt(HEADER_ROW, base64.b64decode(sealed["ct"]))
+
+
+def open_columns(dataset_id: uuid.UUID | str, sealed: dict[str, str] | None) -> list[str]:
+    """The header names from their sealed form; [] if the dataset was deleted meanwhile."""
+    opened = open_sealed(dataset_id, sealed)
+    return opened[1] if opened else []

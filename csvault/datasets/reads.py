@@ -17,9 +17,16 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.http import Http404
 
-from csvault.datasets.cache import cache_get, cache_set, open_columns, seal_columns
+from csvault.datasets.cache import cache_get, cache_set, open_columns, open_sealed, seal_columns
 from csvault.datasets.models import FINAL_STATUSES, Dataset
-from csvault.datasets.selectors import dataset_get, dataset_progress
+from csvault.datasets.selectors import (
+    RowPage,
+    dataset_get,
+    dataset_progress,
+    dataset_row_page,
+    ensure_completed,
+    row_page,
+)
 from csvault.datasets.serializers import DatasetSerializer
 
 
@@ -49,6 +56,27 @@ def _read_through(
 
 def dataset_detail_read(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
     return open_payload(_read_through(owner, dataset_id, "detail", detail_payload))
+
+
+def dataset_rows_read(*, owner: User, dataset_id: uuid.UUID, after: int, limit: int) -> RowPage:
+    """A page of rows: owner, status and key from the cached detail, then one query.
+
+    The cached detail is the gate (its key carries the owner, and a write, a
+    cancel or a DELETE gives the dataset a new generation, so the next read goes
+    to the database and answers 404/409 as it should). A detail without a sealed
+    header, or whose key is gone, falls back to the database path.
+    """
+    payload = _read_through(owner, dataset_id, "detail", detail_payload)
+    ensure_completed(payload["status"])
+    opened = open_sealed(payload["id"], payload["columns"])
+    if opened is None:
+        return dataset_row_page(
+            dataset=dataset_get(owner=owner, dataset_id=dataset_id), after=after, limit=limit
+        )
+    cipher, columns = opened
+    return row_page(
+        dataset_id=payload["id"], cipher=cipher, columns=columns, after=after, limit=limit
+    )
 
 
 def dataset_progress_read(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from csvault.core.errors import NotReady
+from csvault.crypto.rows import RowCipher
 from csvault.datasets.keys import dataset_columns, dataset_row_cipher
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
 
@@ -87,22 +88,40 @@ class RowPage:
     has_more: bool
 
 
+def ensure_completed(status: str) -> None:
+    """``NotReady`` (409) unless the dataset's rows can be read."""
+    if status != DatasetStatus.COMPLETED:
+        raise NotReady(
+            f"The dataset is {status}; rows can be read once it is completed.",
+            status=status,
+        )
+
+
 def dataset_row_page(*, dataset: Dataset, after: int, limit: int) -> RowPage:
     """Rows numbered after ``after``, decrypted, in file order (keyset pagination)."""
-    if dataset.status != DatasetStatus.COMPLETED:
-        raise NotReady(
-            f"The dataset is {dataset.status}; rows can be read once it is completed.",
-            status=dataset.status,
-        )
+    ensure_completed(dataset.status)
     cipher = dataset_row_cipher(dataset)
+    return row_page(
+        dataset_id=dataset.id,
+        cipher=cipher,
+        columns=dataset_columns(dataset, cipher),
+        after=after,
+        limit=limit,
+    )
+
+
+def row_page(
+    *, dataset_id: Any, cipher: RowCipher, columns: list[str], after: int, limit: int
+) -> RowPage:
+    """One page of a completed dataset's rows; the caller has checked owner and status."""
     page = list(
-        ProcessedData.objects.filter(dataset_id=dataset.id, row_number__gt=after)
+        ProcessedData.objects.filter(dataset_id=dataset_id, row_number__gt=after)
         .order_by("row_number")
         .values_list("row_number", "data")[: limit + 1]
     )
     has_more = len(page) > limit
     rows = [(n, cipher.decrypt(n, bytes(blob))) for n, blob in page[:limit]]
-    return RowPage(columns=dataset_columns(dataset, cipher), rows=rows, has_more=has_more)
+    return RowPage(columns=columns, rows=rows, has_more=has_more)
 
 
 def dataset_rows_iter(*, dataset: Dataset, batch_rows: int) -> Iterator[tuple[int, list[str]]]:
@@ -115,11 +134,7 @@ def dataset_rows_iter(*, dataset: Dataset, batch_rows: int) -> Iterator[tuple[in
     between batches) and is decrypted before the next one is read, so memory
     stays bounded by one batch whatever the size of the dataset.
     """
-    if dataset.status != DatasetStatus.COMPLETED:
-        raise NotReady(
-            f"The dataset is {dataset.status}; rows can be read once it is completed.",
-            status=dataset.status,
-        )
+    ensure_completed(dataset.status)
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     cipher = dataset_row_cipher(dataset)

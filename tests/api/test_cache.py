@@ -153,3 +153,19 @@ def test_a_fill_racing_a_write_cannot_bring_the_old_state_back(api):
     late_fill = _read_through(dataset.owner, dataset.id, "progress", read_then_a_write_commits)
     assert late_fill["status"] == "pending"  # what that one reader saw
     assert api.get(f"/api/datasets/{dataset_id}/progress/").json()["status"] == "cancelled"
+
+
+def test_a_page_of_rows_costs_one_query_once_the_detail_is_cached(
+    api, other_api, django_assert_num_queries
+):
+    dataset_id = ingest(upload(api, secret_csv(5)))
+    api.get(f"/api/datasets/{dataset_id}/")  # warms token and detail
+    with django_assert_num_queries(1):  # the page itself
+        page = api.get(f"/api/datasets/{dataset_id}/rows/?after=1&limit=2").json()
+    assert page["columns"] == SECRET_HEADER
+    assert [row["row"] for row in page["results"]] == [2, 3]
+    assert page["results"][0]["values"] == ["1", f"{MARKER}-1", "x"]
+    # The cached detail is the gate: others get 404, and a DELETE closes it at once.
+    assert other_api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 404
+    assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
+    assert api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 404
