@@ -14,8 +14,9 @@ stage including the ones before it:
 
 (``native`` only when the C accelerator is built); then, with ``--pg-side``,
 PostgreSQL's CPU per row for the same COPY stream into the real table, the
-dataset's partition directly, a plain table with the same primary key and one
-without any index (bracketed by the ``make bench`` ceiling, measured twice);
+dataset's partition directly, a plain table with the same primary key, one
+without any index and one holding 32 rows per keyed tuple (bracketed by the
+``make bench`` ceiling, measured twice);
 with ``--database``, ``scan`` (the configured scanner) and the real
 ``dataset_ingest`` in-process against PostgreSQL, with the peak RSS of this
 process. Example::
@@ -149,17 +150,35 @@ def pg_side(csv_file: Path, rows: int) -> None:
     from csvault.datasets.rowstore import (
         _PG_COPY_HEADER,
         _PG_COPY_TRAILER,
+        pg_binary_copy_payload,
         pg_binary_copy_tuples,
     )
 
-    def stream(dataset: uuid.UUID) -> bytes:
+    def stream(dataset: uuid.UUID, block: int = 1) -> bytes:
+        """The COPY stream: one tuple per row, or (block > 1) one per ``block`` rows,
+        the same sealed rows length-prefixed one after the other (a storage design
+        csvault does not use; measured to show what one index entry per row costs)."""
         cipher = RowCipher(secrets.token_bytes(32), dataset, 1)
         parts, first = [_PG_COPY_HEADER], 1
+        pending: list[bytes] = []
         with open(csv_file, "rb") as fh:
             for part in open_csv(iter(lambda: fh.read(1 << 20), b"")).batches(4096):
                 prefix, ciphertexts = cipher.encrypt_rows_split(first, part)
-                parts.append(pg_binary_copy_tuples(dataset, first, prefix, ciphertexts))
                 first += len(part)
+                if block == 1:
+                    start = first - len(part)
+                    parts.append(pg_binary_copy_tuples(dataset, start, prefix, ciphertexts))
+                    continue
+                pending.extend(prefix + c for c in ciphertexts)
+        if block > 1:
+            sealed = [
+                (
+                    n // block,
+                    b"".join(len(b).to_bytes(4, "big") + b for b in pending[n : n + block]),
+                )
+                for n in range(0, len(pending), block)
+            ]
+            parts.append(pg_binary_copy_payload(dataset, sealed)[len(_PG_COPY_HEADER) : -2])
         parts.append(_PG_COPY_TRAILER)
         return b"".join(parts)
 
@@ -175,7 +194,11 @@ def pg_side(csv_file: Path, rows: int) -> None:
 
         # Regular tables (temporary ones would skip the WAL, which the real one writes).
         cursor.execute(
-            "DROP TABLE IF EXISTS hot_pk, hot_plain; "
+            "DROP TABLE IF EXISTS hot_pk, hot_plain, hot_blocks; "
+            # Blocks stay in the page, uncompressed (ciphertext does not compress).
+            "CREATE TABLE hot_blocks (dataset_id uuid, row_number bigint, data bytea, "
+            "PRIMARY KEY (dataset_id, row_number)); "
+            "ALTER TABLE hot_blocks ALTER COLUMN data SET STORAGE PLAIN; "
             "CREATE TABLE hot_pk (dataset_id uuid, row_number bigint, data bytea, "
             "PRIMARY KEY (dataset_id, row_number)); "
             "CREATE TABLE hot_plain (dataset_id uuid, row_number bigint, data bytea)"
@@ -208,10 +231,11 @@ def pg_side(csv_file: Path, rows: int) -> None:
             ("its partition directly (no routing)", partition),
             ("plain table, same primary key", "hot_pk"),
             ("plain table, no index", "hot_plain"),
+            ("blocks of 32 rows per tuple, primary key", "hot_blocks"),
         ):
             # A fresh id each time: no dead index entries from earlier runs.
             dataset = partition_dataset if target == partition else uuid.uuid4()
-            payload = stream(dataset)
+            payload = stream(dataset, 32 if target == "hot_blocks" else 1)
             with connection.cursor() as cur:
                 cpu, started = backend_cpu(), time.perf_counter()
                 with cur.cursor.copy(
@@ -225,7 +249,7 @@ def pg_side(csv_file: Path, rows: int) -> None:
                 )
                 if target in (table, partition):
                     cur.execute(f"DELETE FROM {table} WHERE dataset_id = %s", [dataset])
-        cursor.execute("DROP TABLE hot_pk, hot_plain")
+        cursor.execute("DROP TABLE hot_pk, hot_plain, hot_blocks")
     ceiling()  # again: the machine's speed drifts, the bracket shows by how much
 
 
