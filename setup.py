@@ -3,11 +3,17 @@
 ``csvault.crypto._rowframe`` (csvault/crypto/_rowframe.c) needs a C compiler and
 OpenSSL's headers (Debian: ``gcc``, ``libssl-dev``). If it cannot be built the
 install still succeeds and the ingest uses the pure-Python path (same bytes,
-slower); ``make bench`` says which one ran.
+slower); ``make bench`` says which one ran. ``CSVAULT_REQUIRE_NATIVE=1`` makes a
+failed build fail the install (CI sets it). A module left by an earlier build is
+removed first, so a failed rebuild never leaves a stale one behind.
 """
+
+import os
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+REQUIRED = os.environ.get("CSVAULT_REQUIRE_NATIVE") == "1"
 
 
 class OptionalBuildExt(build_ext):
@@ -15,12 +21,26 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler / headers: fall back to Python
+            if REQUIRED:
+                raise
             print(f"csvault: C accelerator not built ({exc}); using the Python path")
 
     def build_extension(self, ext: Extension) -> None:
+        for path in {
+            self.get_ext_fullpath(ext.name),
+            os.path.join(
+                os.path.dirname(__file__),
+                *ext.name.split(".")[:-1],
+                os.path.basename(self.get_ext_fullpath(ext.name)),
+            ),
+        }:
+            if os.path.exists(path):
+                os.remove(path)
         try:
             super().build_extension(ext)
         except Exception as exc:
+            if REQUIRED:
+                raise
             print(f"csvault: C accelerator not built ({exc}); using the Python path")
 
 

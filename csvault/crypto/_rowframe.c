@@ -16,14 +16,16 @@
  * csvault/crypto/rows.py, under AES-256-GCM with a 16-byte tag.
  *
  * Returns None when a row needs the general ("counted") format (an empty row,
- * or a value containing NUL): the caller then takes the Python path for the
- * batch. The values are gathered with the GIL held; the encryption runs with
- * the GIL released (the rows list is the caller's and is not touched by
- * anyone else meanwhile), so the ingest's writer thread can stream the
- * previous batch to PostgreSQL at the same time.
+ * or a value containing NUL) or the input is not a list of lists of str: the
+ * caller then takes the Python path for the batch. The values are gathered,
+ * and a reference to each taken, with the GIL held; the encryption runs with
+ * the GIL released (so the ingest's writer thread can stream the previous
+ * batch to PostgreSQL meanwhile), reading only what those references keep
+ * alive, so another thread changing the lists cannot free what is being read.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <string.h>
@@ -41,54 +43,70 @@ static void put_be32(unsigned char *p, uint32_t v) {
 
 typedef struct { const char *data; Py_ssize_t size; } slice_t;
 
+#define MAX_INT8 ((unsigned long long)INT64_MAX)
+
 static PyObject *encrypt_copy_tuples(PyObject *self, PyObject *args) {
     Py_buffer key, ad_prefix, fixed, blob_prefix;
-    unsigned long attempt;
-    unsigned long long first_row;
-    PyObject *rows;
-    if (!PyArg_ParseTuple(args, "y*y*kKO!y*y*", &key, &ad_prefix, &attempt, &first_row,
-                          &PyList_Type, &rows, &fixed, &blob_prefix))
+    PyObject *attempt_obj, *first_obj, *rows;
+    if (!PyArg_ParseTuple(args, "y*y*OOOy*y*", &key, &ad_prefix, &attempt_obj, &first_obj,
+                          &rows, &fixed, &blob_prefix))
         return NULL;
     PyObject *result = NULL;
     slice_t *values = NULL;
+    PyObject **held = NULL; /* a reference to every value while the GIL is released */
+    Py_ssize_t nheld = 0;
     Py_ssize_t *widths = NULL;
     unsigned char *scratch = NULL, *ad = NULL;
     EVP_CIPHER_CTX *ctx = NULL;
 
-    if (key.len != 32 || attempt > 0xffffffffUL) {
+    /* Range-checked here too (not only by the Python wrapper): negative or too large
+       numbers raise instead of wrapping around. */
+    unsigned long long attempt = PyLong_AsUnsignedLongLong(attempt_obj);
+    if (PyErr_Occurred()) goto done;
+    unsigned long long first_row = PyLong_AsUnsignedLongLong(first_obj);
+    if (PyErr_Occurred()) goto done;
+    if (key.len != 32 || attempt > 0xffffffffULL) {
         PyErr_SetString(PyExc_ValueError, "key must be 32 bytes and attempt a uint32");
         goto done;
     }
+    if (!PyList_Check(rows)) { result = Py_NewRef(Py_None); goto done; }
     Py_ssize_t nrows = PyList_GET_SIZE(rows);
     if (nrows == 0) { result = PyBytes_FromStringAndSize(NULL, 0); goto done; }
-    if (first_row > UINT64_MAX - (unsigned long long)nrows) {
-        PyErr_SetString(PyExc_ValueError, "row numbers out of range");
+    /* COPY's row_number is int8: the last row number must fit in it. */
+    if (first_row > MAX_INT8 - (unsigned long long)(nrows - 1)) {
+        PyErr_SetString(PyExc_ValueError, "row numbers out of range for int8");
         goto done;
     }
 
-    /* Pass 1 (GIL held): UTF-8 views of every value, sizes, the NUL check. */
+    /* Pass 1 (GIL held): UTF-8 views of every value, sizes, the NUL check. Anything
+       but lists of str (or an empty row, or a NUL) returns None: the Python path. */
     Py_ssize_t nvalues = 0;
     for (Py_ssize_t r = 0; r < nrows; r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
-        if (!PyList_Check(row)) { PyErr_SetString(PyExc_TypeError, "rows must be lists"); goto done; }
-        if (PyList_GET_SIZE(row) == 0) { result = Py_NewRef(Py_None); goto done; }
+        if (!PyList_Check(row) || PyList_GET_SIZE(row) == 0) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
         nvalues += PyList_GET_SIZE(row);
     }
     values = PyMem_Malloc(sizeof(slice_t) * (size_t)nvalues);
+    held = PyMem_Malloc(sizeof(PyObject *) * (size_t)nvalues);
     widths = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)nrows);
-    if (!values || !widths) { PyErr_NoMemory(); goto done; }
+    if (!values || !held || !widths) { PyErr_NoMemory(); goto done; }
     Py_ssize_t out_size = 0, max_plain = 0, v = 0;
     const Py_ssize_t per_row = fixed.len + 8 + 4 + blob_prefix.len + TAG_SIZE;
     for (Py_ssize_t r = 0; r < nrows; r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
         Py_ssize_t width = PyList_GET_SIZE(row), plain = 1 + (width - 1);
+        if (v + width > nvalues) { result = Py_NewRef(Py_None); goto done; } /* list grew */
         for (Py_ssize_t c = 0; c < width; c++) {
             PyObject *value = PyList_GET_ITEM(row, c);
-            if (!PyUnicode_Check(value)) { PyErr_SetString(PyExc_TypeError, "values must be str"); goto done; }
+            if (!PyUnicode_Check(value)) { result = Py_NewRef(Py_None); goto done; }
             Py_ssize_t size;
             const char *data = PyUnicode_AsUTF8AndSize(value, &size);
             if (!data) goto done; /* lone surrogates: UnicodeEncodeError, as in Python */
             if (size && memchr(data, 0, (size_t)size)) { result = Py_NewRef(Py_None); goto done; }
+            held[nheld++] = Py_NewRef(value);
             values[v].data = data;
             values[v].size = size;
             v++;
@@ -151,11 +169,14 @@ static PyObject *encrypt_copy_tuples(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     if (!ok) {
         Py_CLEAR(result);
+        ERR_clear_error();
         PyErr_SetString(PyExc_RuntimeError, "OpenSSL AES-256-GCM failed");
     }
 
 done:
     if (ctx) EVP_CIPHER_CTX_free(ctx);
+    for (Py_ssize_t i = 0; i < nheld; i++) Py_DECREF(held[i]);
+    PyMem_Free(held);
     PyMem_Free(scratch);
     PyMem_Free(ad);
     PyMem_Free(values);

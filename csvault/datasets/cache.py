@@ -39,11 +39,13 @@ def _owner_of(dataset_id: str) -> int | None:
 
 
 def _key(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> str:
-    return f"csvault:ds:{owner_id}:{dataset_id}:{kind}"
+    # v2: values are {"g": generation, "v": value}; a new prefix, so processes of
+    # both versions can run side by side during a rolling deploy.
+    return f"csvault:ds2:{owner_id}:{dataset_id}:{kind}"
 
 
 def _generation_key(dataset_id: uuid.UUID | str) -> str:
-    return f"csvault:ds:{dataset_id}:gen"
+    return f"csvault:ds2:{dataset_id}:gen"
 
 
 def _list_version_key(owner_id: int) -> str:

@@ -75,7 +75,12 @@ def dataset_rows_read(*, owner: User, dataset_id: uuid.UUID, after: int, limit: 
         )
     cipher, columns = opened
     return row_page(
-        dataset_id=payload["id"], cipher=cipher, columns=columns, after=after, limit=limit
+        owner_id=owner.pk,
+        dataset_id=payload["id"],
+        cipher=cipher,
+        columns=columns,
+        after=after,
+        limit=limit,
     )
 
 

@@ -102,6 +102,7 @@ def dataset_row_page(*, dataset: Dataset, after: int, limit: int) -> RowPage:
     ensure_completed(dataset.status)
     cipher = dataset_row_cipher(dataset)
     return row_page(
+        owner_id=dataset.owner_id,
         dataset_id=dataset.id,
         cipher=cipher,
         columns=dataset_columns(dataset, cipher),
@@ -111,11 +112,23 @@ def dataset_row_page(*, dataset: Dataset, after: int, limit: int) -> RowPage:
 
 
 def row_page(
-    *, dataset_id: Any, cipher: RowCipher, columns: list[str], after: int, limit: int
+    *,
+    owner_id: int,
+    dataset_id: Any,
+    cipher: RowCipher,
+    columns: list[str],
+    after: int,
+    limit: int,
 ) -> RowPage:
-    """One page of a completed dataset's rows; the caller has checked owner and status."""
+    """One page of a completed dataset's rows, in one query that also checks that the
+    dataset is the owner's and not deleted (a cached gate may be a moment stale)."""
     page = list(
-        ProcessedData.objects.filter(dataset_id=dataset_id, row_number__gt=after)
+        ProcessedData.objects.filter(
+            dataset_id=dataset_id,
+            dataset__owner_id=owner_id,
+            dataset__deleted_at__isnull=True,
+            row_number__gt=after,
+        )
         .order_by("row_number")
         .values_list("row_number", "data")[: limit + 1]
     )

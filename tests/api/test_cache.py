@@ -169,3 +169,16 @@ def test_a_page_of_rows_costs_one_query_once_the_detail_is_cached(
     assert other_api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 404
     assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
     assert api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 404
+
+
+def test_a_stale_cached_gate_still_serves_no_rows_of_a_deleted_dataset(api):
+    """Even if a DELETE's cache clearing were lost, the page query itself checks that
+    the dataset is the caller's and not deleted."""
+    from django.utils import timezone
+
+    dataset_id = ingest(upload(api, secret_csv(5)))
+    api.get(f"/api/datasets/{dataset_id}/")  # the cached detail: the gate
+    Dataset.objects.filter(id=dataset_id).update(deleted_at=timezone.now())  # no cache clear
+    response = api.get(f"/api/datasets/{dataset_id}/rows/")
+    assert response.status_code == 200  # the stale gate lets it through...
+    assert response.json()["results"] == []  # ...but no row comes back

@@ -284,3 +284,15 @@ def test_the_c_accelerator_declines_an_empty_row_and_refuses_lone_surrogates(
         cipher.copy_tuples(1, [ROW, ["\ud800"]], _PREFIX)
     with pytest.raises(ValueError, match="row numbers"):
         cipher.copy_tuples(2**63 - 1, [ROW, ROW], _PREFIX)
+
+
+@native
+def test_the_c_accelerator_checks_its_own_ranges_and_declines_other_shapes() -> None:
+    from csvault.crypto import _rowframe
+
+    key = bytes(32)
+    for attempt, first in ((-1, 1), (2**32, 1), (1, -5), (1, 2**64), (1, 2**63)):
+        with pytest.raises((OverflowError, ValueError)):
+            _rowframe.encrypt_copy_tuples(key, b"ad", attempt, first, [["a"]], _PREFIX, b"v")
+    for rows in ([("a",)], (["a"],), [[1]], [[b"a"]]):
+        assert _rowframe.encrypt_copy_tuples(key, b"ad", 1, 1, rows, _PREFIX, b"v") is None
