@@ -44,9 +44,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from csvault.crypto.keyring import derive_subkey
 
 try:  # the optional C accelerator (setup.py); same bytes as the Python path
-    from csvault.crypto import _rowframe  # type: ignore[attr-defined]
+    from csvault.crypto import _rowframe
 except ImportError:  # pragma: no cover - depends on the build
-    _rowframe = None
+    _rowframe = None  # type: ignore[assignment]
 
 __all__ = ["NATIVE_AVAILABLE", "ROW_FORMAT_VERSION", "RowCipher", "RowDecryptError"]
 
