@@ -1129,6 +1129,41 @@ def cpu_explained_slowdown(r: dict[str, Any]) -> float:
     return float(max(1.0, 2 * demand / available))
 
 
+def _spin(seconds_out: Any) -> None:
+    started = time.perf_counter()
+    x = 0
+    for i in range(10_000_000):
+        x += i
+    seconds_out.put(time.perf_counter() - started)
+
+
+def parallelism_check() -> dict[str, float]:
+    """How much of two cores the machine gives right now: one CPU-bound process
+    alone, then two at once (1.0 = the second core is fully there; a shared VM
+    can give much less, and then no two-core pipeline overlaps fully)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+
+    def run(n: int) -> float:
+        procs = [ctx.Process(target=_spin, args=(out,)) for _ in range(n)]
+        for proc in procs:
+            proc.start()
+        times = [out.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+        return max(times)
+
+    alone = min(run(1) for _ in range(2))
+    pair = min(run(2) for _ in range(2))
+    return {
+        "alone_s": round(alone, 3),
+        "pair_s": round(pair, 3),
+        "parallel": round(alone / pair * 2, 2),
+    }
+
+
 def _verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
 
@@ -1145,8 +1180,15 @@ def render(results: dict[str, Any]) -> str:
         f"file: {rows:,} rows x {len(COLUMNS)} columns, {r['file_mb']:.1f} MB "
         f"({r['file_bytes'] / rows:.0f} bytes/row), {r['file']}",
         f"database {r['database']}; broker {r['broker']}",
-        "",
     ]
+    if r.get("parallelism"):
+        p = r["parallelism"]
+        lines.append(
+            f"cores available: {p['parallel']:.2f} of 2 (a CPU-bound process alone "
+            f"{p['alone_s'] * 1000:.0f} ms, two at once {p['pair_s'] * 1000:.0f} ms each; "
+            "below ~1.8 the machine cannot run the parser and PostgreSQL side by side)"
+        )
+    lines.append("")
     table: list[tuple[str, str, str, str]] = []
     ceiling = r["ceiling"]
     table.append(
@@ -1387,6 +1429,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_count": os.cpu_count(),
         "load_start": list(os.getloadavg()),
+        "parallelism": parallelism_check(),
         "python": platform.python_version(),
         "rows": args.rows,
         "database": redact(ctx.db_url),
