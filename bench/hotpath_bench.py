@@ -79,7 +79,7 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
     from csvault.crypto.rows import NATIVE_AVAILABLE, RowCipher
     from csvault.crypto.stream import StreamEncryptor, decrypt_stream
     from csvault.datasets.csvreader import open_csv
-    from csvault.datasets.rowstore import _PG_TUPLE_FIXED, pg_binary_copy_tuples
+    from csvault.datasets.rowstore import pg_binary_copy_tuples, pg_tuple_prefix
 
     key, dataset = secrets.token_bytes(32), uuid.uuid4()
     encryptor = StreamEncryptor(key, dataset)
@@ -111,7 +111,7 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
             pg_binary_copy_tuples(dataset, first, prefix, ciphertexts)
             first += len(part)
 
-    tuple_prefix = _PG_TUPLE_FIXED.pack(3, 16, dataset.bytes, 8)
+    tuple_prefix = pg_tuple_prefix(dataset)
 
     def native() -> None:
         # parse, then encrypt + frame in C (what the ingest runs when it is built)
@@ -150,7 +150,6 @@ def pg_side(csv_file: Path, rows: int) -> None:
     from csvault.datasets.rowstore import (
         _PG_COPY_HEADER,
         _PG_COPY_TRAILER,
-        pg_binary_copy_payload,
         pg_binary_copy_tuples,
     )
 
@@ -164,21 +163,18 @@ def pg_side(csv_file: Path, rows: int) -> None:
         with open(csv_file, "rb") as fh:
             for part in open_csv(iter(lambda: fh.read(1 << 20), b"")).batches(4096):
                 prefix, ciphertexts = cipher.encrypt_rows_split(first, part)
-                first += len(part)
                 if block == 1:
-                    start = first - len(part)
-                    parts.append(pg_binary_copy_tuples(dataset, start, prefix, ciphertexts))
-                    continue
-                pending.extend(prefix + c for c in ciphertexts)
+                    parts.append(pg_binary_copy_tuples(dataset, first, prefix, ciphertexts))
+                else:
+                    pending.extend(prefix + c for c in ciphertexts)
+                first += len(part)
         if block > 1:
+            # Blocks numbered 0, 1, ...: each the block's sealed rows, length-prefixed.
             sealed = [
-                (
-                    n // block,
-                    b"".join(len(b).to_bytes(4, "big") + b for b in pending[n : n + block]),
-                )
+                b"".join(len(b).to_bytes(4, "big") + b for b in pending[n : n + block])
                 for n in range(0, len(pending), block)
             ]
-            parts.append(pg_binary_copy_payload(dataset, sealed)[len(_PG_COPY_HEADER) : -2])
+            parts.append(pg_binary_copy_tuples(dataset, 0, b"", sealed))
         parts.append(_PG_COPY_TRAILER)
         return b"".join(parts)
 

@@ -241,7 +241,7 @@ class RowCipher:
             raise ValueError(
                 f"row numbers must be between 0 and {_MAX_INT8} for COPY, got {first_row_number}.."
             )
-        piece: bytes | None = _rowframe.encrypt_copy_tuples(
+        return _rowframe.encrypt_copy_tuples(
             self._key,
             self._ad_prefix,
             self._attempt,
@@ -250,7 +250,6 @@ class RowCipher:
             tuple_prefix,
             self._blob_header,
         )
-        return piece
 
     def decrypt(self, row_number: int, blob: bytes | bytearray | memoryview) -> list[str]:
         """Decrypt a blob written by :meth:`encrypt` for the same dataset and row number.

@@ -60,6 +60,12 @@ def pg_binary_copy_payload(dataset_id: uuid.UUID, rows: Sequence[tuple[int, byte
     return b"".join(parts)
 
 
+def pg_tuple_prefix(dataset_id: uuid.UUID) -> bytes:
+    """The constant start of every COPY tuple of one dataset: field count, the uuid
+    field, the int8 length; the row number and the blob follow."""
+    return _PG_TUPLE_FIXED.pack(3, 16, dataset_id.bytes, 8)
+
+
 def pg_binary_copy_tuples(
     dataset_id: uuid.UUID,
     first_row_number: int,
@@ -73,7 +79,7 @@ def pg_binary_copy_tuples(
     ``map``/``zip``, build the whole piece: no Python bytecode runs per row, and
     each blob is copied once, straight into the stream.
     """
-    fixed = _PG_TUPLE_FIXED.pack(3, 16, dataset_id.bytes, 8)
+    fixed = pg_tuple_prefix(dataset_id)
     head = struct.Struct(f">qi{len(blob_prefix)}s").pack
     numbers = range(first_row_number, first_row_number + len(ciphertexts))
     lengths = map(len(blob_prefix).__add__, map(len, ciphertexts))
@@ -113,7 +119,7 @@ class RowBatch:
         )
         self._blobs: list[bytes] = []
         self._native = native and self._pieces is not None
-        self._tuple_prefix = _PG_TUPLE_FIXED.pack(3, 16, dataset_id.bytes, 8)
+        self._tuple_prefix = pg_tuple_prefix(dataset_id)
 
     def add_rows(self, cipher: RowCipher, rows: list[list[str]]) -> None:
         """Encrypt and append the next rows: in C on PostgreSQL when the accelerator is
