@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Re-install when the dependencies or the C accelerator change.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py csvault/crypto/_rowframe.c | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py csvault/datasets/_csvblocks.c | sha1sum | cut -c1-12)
 PORT ?= 8000
 HOST ?= 127.0.0.1
 export PORT HOST
@@ -12,7 +12,7 @@ export PORT HOST
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py csvault/crypto/_rowframe.c
+$(STAMP): pyproject.toml setup.py csvault/datasets/_csvblocks.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "csvault needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -59,7 +59,7 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache build csvault/crypto/_rowframe.*.so
+	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache build csvault/datasets/_csvblocks.*.so
 
 ## the ingest benchmark against PostgreSQL + Redis (see bench/README.md); BENCH_ARGS="--rows 100000"
 .PHONY: bench

@@ -1,9 +1,9 @@
-"""Build the optional C accelerator of the ingest (everything else is in pyproject.toml).
+"""Build the optional C fast path of the ingest (everything else is in pyproject.toml).
 
-``csvault.crypto._rowframe`` (csvault/crypto/_rowframe.c) needs a C compiler and
-OpenSSL's headers (Debian: ``gcc``, ``libssl-dev``). If it cannot be built the
-install still succeeds and the ingest uses the pure-Python path (same bytes,
-slower); ``make bench`` says which one ran. ``CSVAULT_REQUIRE_NATIVE=1`` makes a
+``csvault.datasets._csvblocks`` (csvault/datasets/_csvblocks.c) needs a C compiler
+(Debian: ``gcc``) and Python's headers. If it cannot be built the install still
+succeeds and the ingest reads every file with the reference Python reader (same
+rows, slower); ``make bench`` says which one ran. ``CSVAULT_REQUIRE_NATIVE=1`` makes a
 failed build fail the install (CI sets it). A module left by an earlier build is
 removed first, so a failed rebuild never leaves a stale one behind.
 """
@@ -47,9 +47,8 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "csvault.crypto._rowframe",
-            ["csvault/crypto/_rowframe.c"],
-            libraries=["crypto"],
+            "csvault.datasets._csvblocks",
+            ["csvault/datasets/_csvblocks.c"],
             extra_compile_args=["-O2"],
         )
     ],

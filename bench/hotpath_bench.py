@@ -8,15 +8,14 @@ stage including the ones before it:
 
 1. ``decrypt``  - the stored file's AEAD stream (64 KiB segments);
 2. ``parse``    - + ``CsvStream.batches`` (strict UTF-8, csv.reader, widths);
-3. ``encrypt``  - + ``RowCipher.encrypt_rows`` (serialise, AES-256-GCM);
-4. ``frame``    - + the binary COPY tuples (``pg_binary_copy_tuples``);
-5. ``native``   - parse + encryption and framing in C (``RowCipher.copy_tuples``);
+3. ``seal``     - + ``RowCipher.seal_blocks`` (serialise blocks of rows, AES-256-GCM);
+4. ``frame``    - + the binary COPY tuples (``RowBatch.add_rows``, what the ingest runs);
 
-(``native`` only when the C accelerator is built); then, with ``--pg-side``,
-PostgreSQL's CPU per row for the same COPY stream into the real table, the
-dataset's partition directly, a plain table with the same primary key, one
-without any index and one holding 32 rows per keyed tuple (bracketed by the
-``make bench`` ceiling, measured twice);
+then, with ``--pg-side``, PostgreSQL's CPU per row for the same COPY stream into
+the real table (blocks of rows), the dataset's partition directly, and for
+comparison one row per tuple (the layout before blocks) into a plain table with the
+same primary key and into one without any index (bracketed by the ``make bench``
+ceiling, measured twice);
 with ``--database``, ``scan`` (the configured scanner) and the real
 ``dataset_ingest`` in-process against PostgreSQL, with the peak RSS of this
 process. Example::
@@ -76,10 +75,10 @@ def _timed(label: str, rows: int, fn: Callable[[], object], repeat: int) -> floa
 
 
 def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> None:
-    from csvault.crypto.rows import NATIVE_AVAILABLE, RowCipher
+    from csvault.crypto.rows import RowCipher
     from csvault.crypto.stream import StreamEncryptor, decrypt_stream
     from csvault.datasets.csvreader import open_csv
-    from csvault.datasets.rowstore import pg_binary_copy_tuples, pg_tuple_prefix
+    from csvault.datasets.rowstore import rows_batch
 
     key, dataset = secrets.token_bytes(32), uuid.uuid4()
     encryptor = StreamEncryptor(key, dataset)
@@ -98,28 +97,19 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
         for _ in open_csv(chunks()).batches(batch):
             pass
 
-    def encrypt() -> None:
+    def seal() -> None:
         first = 1
         for part in open_csv(chunks()).batches(batch):
-            cipher.encrypt_rows_split(first, part)
+            cipher.seal_blocks(first, part)
             first += len(part)
 
     def frame() -> None:
-        first = 1
+        pending = rows_batch(dataset_id=dataset, first_row_number=1)
         for part in open_csv(chunks()).batches(batch):
-            prefix, ciphertexts = cipher.encrypt_rows_split(first, part)
-            pg_binary_copy_tuples(dataset, first, prefix, ciphertexts)
-            first += len(part)
-
-    tuple_prefix = pg_tuple_prefix(dataset)
-
-    def native() -> None:
-        # parse, then encrypt + frame in C (what the ingest runs when it is built)
-        first = 1
-        for part in open_csv(chunks()).batches(batch):
-            if cipher.copy_tuples(first, part, tuple_prefix) is None:
-                raise SystemExit("the C accelerator declined a batch (or is not built)")
-            first += len(part)
+            pending.add_rows(cipher, part)
+            if pending.count >= 20_000:  # as the ingest's batches, to bound memory
+                following = pending.first_row_number + pending.count
+                pending = rows_batch(dataset_id=dataset, first_row_number=following)
 
     print(f"stages ({rows:,} rows, steps of {batch:,}, gc {'off' if gc_off else 'on'}):")
     if gc_off:
@@ -128,13 +118,10 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
         for label, fn in (
             ("decrypt", decrypt),
             ("parse", parse),
-            ("encrypt", encrypt),
+            ("seal", seal),
             ("frame", frame),
-            *((("native", native),) if NATIVE_AVAILABLE else ()),
         ):
             _timed(label, rows, fn, repeat)
-        if not NATIVE_AVAILABLE:
-            print("  native     (C accelerator not built)")
     finally:
         gc.enable()
 
@@ -145,7 +132,7 @@ def pg_side(csv_file: Path, rows: int) -> None:
     and a plain table without any index; CPU of the backend from /proc."""
     from django.db import connection
 
-    from csvault.crypto.rows import RowCipher
+    from csvault.crypto.rows import BLOCK_MAX_ROWS, RowCipher
     from csvault.datasets.csvreader import open_csv
     from csvault.datasets.rowstore import (
         _PG_COPY_HEADER,
@@ -153,28 +140,16 @@ def pg_side(csv_file: Path, rows: int) -> None:
         pg_binary_copy_tuples,
     )
 
-    def stream(dataset: uuid.UUID, block: int = 1) -> bytes:
-        """The COPY stream: one tuple per row, or (block > 1) one per ``block`` rows,
-        the same sealed rows length-prefixed one after the other (a storage design
-        csvault does not use; measured to show what one index entry per row costs)."""
+    def stream(dataset: uuid.UUID, max_rows: int) -> bytes:
+        """The COPY stream of the file's rows sealed in blocks of at most ``max_rows``
+        (1: one row per tuple, the layout before blocks)."""
         cipher = RowCipher(secrets.token_bytes(32), dataset, 1)
         parts, first = [_PG_COPY_HEADER], 1
-        pending: list[bytes] = []
         with open(csv_file, "rb") as fh:
             for part in open_csv(iter(lambda: fh.read(1 << 20), b"")).batches(4096):
-                prefix, ciphertexts = cipher.encrypt_rows_split(first, part)
-                if block == 1:
-                    parts.append(pg_binary_copy_tuples(dataset, first, prefix, ciphertexts))
-                else:
-                    pending.extend(prefix + c for c in ciphertexts)
+                prefix, starts, ciphertexts = cipher.seal_blocks(first, part, max_rows=max_rows)
+                parts.append(pg_binary_copy_tuples(dataset, starts, prefix, ciphertexts))
                 first += len(part)
-        if block > 1:
-            # Blocks numbered 0, 1, ...: each the block's sealed rows, length-prefixed.
-            sealed = [
-                b"".join(len(b).to_bytes(4, "big") + b for b in pending[n : n + block])
-                for n in range(0, len(pending), block)
-            ]
-            parts.append(pg_binary_copy_tuples(dataset, 0, b"", sealed))
         parts.append(_PG_COPY_TRAILER)
         return b"".join(parts)
 
@@ -190,11 +165,7 @@ def pg_side(csv_file: Path, rows: int) -> None:
 
         # Regular tables (temporary ones would skip the WAL, which the real one writes).
         cursor.execute(
-            "DROP TABLE IF EXISTS hot_pk, hot_plain, hot_blocks; "
-            # Blocks stay in the page, uncompressed (ciphertext does not compress).
-            "CREATE TABLE hot_blocks (dataset_id uuid, row_number bigint, data bytea, "
-            "PRIMARY KEY (dataset_id, row_number)); "
-            "ALTER TABLE hot_blocks ALTER COLUMN data SET STORAGE PLAIN; "
+            "DROP TABLE IF EXISTS hot_pk, hot_plain; "
             "CREATE TABLE hot_pk (dataset_id uuid, row_number bigint, data bytea, "
             "PRIMARY KEY (dataset_id, row_number)); "
             "CREATE TABLE hot_plain (dataset_id uuid, row_number bigint, data bytea)"
@@ -222,16 +193,15 @@ def pg_side(csv_file: Path, rows: int) -> None:
 
         ceiling()
         table = "datasets_processeddata"
-        for label, target in (
-            ("csvault table (hash-partitioned, primary key)", table),
-            ("its partition directly (no routing)", partition),
-            ("plain table, same primary key", "hot_pk"),
-            ("plain table, no index", "hot_plain"),
-            ("blocks of 32 rows per tuple, primary key", "hot_blocks"),
+        for label, target, max_rows in (
+            ("csvault table (blocks, hash-partitioned, PK)", table, BLOCK_MAX_ROWS),
+            ("its partition directly (no routing)", partition, BLOCK_MAX_ROWS),
+            ("one row per tuple: plain table, same PK", "hot_pk", 1),
+            ("one row per tuple: plain table, no index", "hot_plain", 1),
         ):
             # A fresh id each time: no dead index entries from earlier runs.
             dataset = partition_dataset if target == partition else uuid.uuid4()
-            payload = stream(dataset, 32 if target == "hot_blocks" else 1)
+            payload = stream(dataset, max_rows)
             with connection.cursor() as cur:
                 cpu, started = backend_cpu(), time.perf_counter()
                 with cur.cursor.copy(
@@ -245,7 +215,7 @@ def pg_side(csv_file: Path, rows: int) -> None:
                 )
                 if target in (table, partition):
                     cur.execute(f"DELETE FROM {table} WHERE dataset_id = %s", [dataset])
-        cursor.execute("DROP TABLE hot_pk, hot_plain, hot_blocks")
+        cursor.execute("DROP TABLE hot_pk, hot_plain")
     ceiling()  # again: the machine's speed drifts, the bracket shows by how much
 
 

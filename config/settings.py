@@ -273,8 +273,9 @@ CSVAULT_INGEST_BATCH_ROWS = env.int("CSVAULT_INGEST_BATCH_ROWS", default=20_000)
 # How often the GIL changes hands while the ingest's writer thread runs (seconds);
 # see docs/performance.md.
 CSVAULT_GIL_SWITCH_INTERVAL = env.float("CSVAULT_GIL_SWITCH_INTERVAL", default=0.001)
-# Encrypt and frame rows in C when the accelerator is built (setup.py); 0: pure Python.
-CSVAULT_NATIVE_ROWS = env.bool("CSVAULT_NATIVE_ROWS", default=True)
+# Parse CSV rows with the C fast path when it is built (setup.py; it hands a file to
+# the reference Python reader at the first row it is not sure of); 0: Python only.
+CSVAULT_FAST_CSV = env.bool("CSVAULT_FAST_CSV", default=True)
 # Server-Sent Events: how often a stream looks at the (cached) progress, and
 # how long one stream lasts before the client reconnects (it holds a thread).
 CSVAULT_SSE_INTERVAL_SECONDS = env.float("CSVAULT_SSE_INTERVAL_SECONDS", default=0.5)

@@ -50,12 +50,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         except redis.RedisError as exc:
             problems.append(f"Redis broker unreachable: {exc}")
     if "native" in expected:
-        from csvault.crypto.rows import NATIVE_AVAILABLE
+        import importlib.util
 
-        if not NATIVE_AVAILABLE:
-            problems.append(
-                "the C accelerator csvault.crypto._rowframe is not built (needs gcc, libssl-dev)"
-            )
+        if importlib.util.find_spec("csvault.datasets._csvblocks") is None:
+            problems.append("the C fast path csvault.datasets._csvblocks is not built (needs gcc)")
     if "clamd" in expected:
         from csvault.scanning import ScannerUnavailable, get_scanner
 
@@ -160,6 +158,36 @@ def read_all_rows(client: APIClient, dataset_id: Any, limit: int = 1000) -> tupl
         rows.extend(body["results"])
         url = body["next"]
     return body["columns"], rows
+
+
+def stored_rows(dataset_id: Any) -> list[tuple[int, list[str]]]:
+    """Every row stored for a dataset as ``(row_number, values)``, straight from the
+    table: each block decrypted, and the blocks checked to follow each other from row 1
+    without gap or overlap (so every row is there exactly once)."""
+    from csvault.datasets.keys import dataset_row_cipher
+    from csvault.datasets.models import Dataset, ProcessedData
+
+    cipher = dataset_row_cipher(Dataset.objects.get(id=dataset_id))
+    blocks = ProcessedData.objects.filter(dataset_id=dataset_id).order_by("row_number")
+    rows: list[tuple[int, list[str]]] = []
+    for start, blob in blocks.values_list("row_number", "data"):
+        assert start == len(rows) + 1, f"a block starts at row {start}, after {len(rows)} rows"
+        rows.extend(enumerate(cipher.decrypt_block(start, blob), start=start))
+    return rows
+
+
+def block_start(dataset_id: Any, row_number: int) -> int:
+    """The first row of the stored block that holds ``row_number``."""
+    from csvault.datasets.models import ProcessedData
+
+    start = (
+        ProcessedData.objects.filter(dataset_id=dataset_id, row_number__lte=row_number)
+        .order_by("-row_number")
+        .values_list("row_number", flat=True)
+        .first()
+    )
+    assert start is not None, f"no stored block holds row {row_number}"
+    return start
 
 
 # --- a real Celery worker process --------------------------------------------

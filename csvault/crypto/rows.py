@@ -1,34 +1,50 @@
-"""Row-level encryption: one AES-256-GCM blob per CSV row.
+"""Row-level encryption with AES-256-GCM: the rows of a dataset, sealed in blocks.
 
-Blob layout::
+Two blob layouts share one row key and one nonce scheme::
 
-    version (1 byte, = 1) | attempt (4 bytes, big-endian) | ciphertext || tag (16 bytes)
+    version (1 byte) | attempt (4 bytes, big-endian) | ciphertext || tag (16 bytes)
 
-The nonce is ``attempt (4 bytes BE) || row_number (8 bytes BE)``; the associated data is
-``b"csvault/row/v1|" || dataset_id.bytes || row_number (8 bytes BE)``, so a blob only
-decrypts under the dataset and row number it was written for.
+* version 1, one row (:meth:`RowCipher.encrypt`; the header of a dataset, and every
+  stored row before blocks): the nonce is ``attempt (4 bytes BE) || row_number (8 bytes
+  BE)``, the associated data ``b"csvault/row/v1|" || dataset_id.bytes || row_number``.
+* version 2, a block of consecutive rows (:meth:`RowCipher.seal_blocks`; how the
+  ingest stores rows): the nonce is ``attempt || first_row_number``, the associated
+  data ``b"csvault/rows/v2|" || dataset_id.bytes || first_row_number``. The number of
+  rows is inside the authenticated plaintext, so a block decrypts only under the
+  dataset and first row it was written for, and says how many rows it holds.
+
+Why blocks: PostgreSQL spends about 2 µs per stored tuple on its primary-key entry and
+tuple overhead, more than a raw COPY spends on a whole row; one tuple per ~4 KB of rows
+divides that by the rows per block (docs/performance.md). Every row is still encrypted
+and authenticated; a reader decrypts the few blocks around the rows it wants.
 
 Why nonces cannot repeat: every dataset has its own random 32-byte data key, and the row
 key is derived from it with HKDF (``info=b"csvault/rows/v1"``, ``salt=dataset_id.bytes``),
 so the row key is used by exactly one dataset and for nothing but rows. Under that key the
-nonce is the pair ``(attempt, row_number)``. ``attempt`` is a database counter that is
-incremented every time an ingest of the dataset starts, and only one ingest of a dataset
-runs at a time, so two ingests never share an attempt; within one ingest every row number
-is encrypted once. Hence no ``(key, nonce)`` pair is ever used for two different
-plaintexts. The one way to break this is to encrypt a row number twice within one attempt
-with different contents (re-encrypting identical contents yields an identical blob and
-leaks nothing); anything that re-processes rows, such as a retried task, must therefore
-start a new attempt.
+nonce is the pair ``(attempt, row_number)`` (a block uses its first row's number; the
+header uses row number 0, which no block starts at). ``attempt`` is a database counter
+that is incremented every time an ingest of the dataset starts, and only one ingest of a
+dataset runs at a time, so two ingests never share an attempt; within one ingest every
+row number is encrypted once (starts one block at most). Hence no ``(key, nonce)`` pair
+is ever used for two different plaintexts. Anything that re-processes rows, such as a
+retried task, must therefore start a new attempt.
 
-Plaintext serialization (inside the ciphertext, so it is authenticated) starts with a
+Row plaintext (version 1; inside the ciphertext, so it is authenticated) starts with a
 format byte:
 
 * ``0x00`` - the UTF-8 encoding of ``"\\x00".join(values)``. Used when there is at least
-  one value and no value contains NUL, i.e. almost always. This is the fast path: one join,
-  one encode, and on the way back one decode and one split, all in C.
+  one value and no value contains NUL, i.e. almost always.
 * ``0x01`` - general form for anything else (the empty list, values containing NUL): a
   4-byte big-endian value count, one 4-byte big-endian length per value (in code points),
   then the UTF-8 encoding of the concatenated values.
+
+Block plaintext (version 2) starts with a format byte too:
+
+* ``0x02`` - "grid": row count and width (4 bytes BE each), then the UTF-8 encoding of
+  every value of every row joined with NUL. Used when the rows have one width >= 1 and no
+  value contains NUL - every block of a CSV file, whose reader refuses NUL and ragged rows.
+* ``0x03`` - "row list": row count (4 bytes BE), the byte length of each row's version-1
+  plaintext (4 bytes BE each), then those plaintexts one after the other.
 """
 
 from __future__ import annotations
@@ -36,24 +52,32 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import accumulate, chain
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from csvault.crypto.keyring import derive_subkey
 
-try:  # the optional C accelerator (setup.py); same bytes as the Python path
-    from csvault.crypto import _rowframe
-except ImportError:  # pragma: no cover - depends on the build
-    _rowframe = None  # type: ignore[assignment]
-
-__all__ = ["NATIVE_AVAILABLE", "ROW_FORMAT_VERSION", "RowCipher", "RowDecryptError"]
-
-NATIVE_AVAILABLE = _rowframe is not None
+__all__ = [
+    "BLOCK_MAX_ROWS",
+    "BLOCK_TARGET_BYTES",
+    "ROW_FORMAT_VERSION",
+    "RowCipher",
+    "RowDecryptError",
+    "grid_block",
+]
 
 ROW_FORMAT_VERSION = 1
+BLOCK_FORMAT_VERSION = 2
 _VERSION_BYTE = bytes([ROW_FORMAT_VERSION])
+_BLOCK_VERSION_BYTE = bytes([BLOCK_FORMAT_VERSION])
+# A block holds at most this many rows (readers look this far back for a row's block)
+# and aims at this much text: tuples stay well under PostgreSQL's 8 KB page, stored
+# inline and uncompressed (see the toast_tuple_target migration).
+BLOCK_MAX_ROWS = 64
+BLOCK_TARGET_BYTES = 4096
+_BLOCK_AD_PREFIX = b"csvault/rows/v2|"
 _HEADER_SIZE = 1 + 4
 _TAG_SIZE = 16
 _AD_PREFIX = b"csvault/row/v1|"
@@ -63,12 +87,15 @@ _FORMAT_SEPARATED = 0x00
 _FORMAT_SEPARATED_BYTE = bytes([_FORMAT_SEPARATED])
 _FORMAT_COUNTED = 0x01
 _FORMAT_COUNTED_BYTE = bytes([_FORMAT_COUNTED])
+_FORMAT_GRID = 0x02
+_FORMAT_GRID_BYTE = bytes([_FORMAT_GRID])
+_FORMAT_ROW_LIST = 0x03
+_BLOCK_GRID = struct.Struct(">BII")  # format byte, row count, width
 _U32 = struct.Struct(">I")
 # attempt (4 bytes BE) || row_number (8 bytes BE), packed in C for a whole batch.
 _NONCE = struct.Struct(">IQ")
 _MAX_ATTEMPT = 2**32 - 1
 _MAX_ROW_NUMBER = 2**64 - 1
-_MAX_INT8 = 2**63 - 1
 
 
 class RowDecryptError(Exception):
@@ -105,13 +132,71 @@ def _deserialize_counted(plaintext: bytes) -> list[str]:
     return values
 
 
+class _UnknownEncoding(ValueError):
+    """A plaintext whose format byte this version does not know."""
+
+
+def _serialize_row(values: Sequence[str]) -> bytes:
+    """One row's plaintext: the NUL-separated format, or the counted one when needed."""
+    # NUL-separated is unambiguous only if no value contains NUL; a plain join plus a
+    # membership test (both C loops) checks that faster than any per-value loop.
+    if values and "\x00" not in "".join(values):
+        return _FORMAT_SEPARATED_BYTE + "\x00".join(values).encode("utf-8")
+    return _serialize_counted(values)
+
+
+def _deserialize_row(plaintext: bytes) -> list[str]:
+    if plaintext[0] == _FORMAT_SEPARATED:
+        return plaintext[1:].decode("utf-8").split("\x00")
+    if plaintext[0] == _FORMAT_COUNTED:
+        return _deserialize_counted(plaintext)
+    raise _UnknownEncoding(plaintext[0])
+
+
+def grid_block(rows: Sequence[Sequence[str]]) -> bytes | None:
+    """The "grid" block plaintext of ``rows``, or None if it cannot hold them (rows of
+    different widths, a width of 0, a value containing NUL, or no rows)."""
+    widths = set(map(len, rows))
+    if len(widths) != 1 or 0 in widths:
+        return None
+    (width,) = widths
+    # One join, and on the way back one split. With equal widths, exactly
+    # rows * width - 1 NULs in the joined text prove that no value holds one.
+    text = "\x00".join(chain.from_iterable(rows))
+    if text.count("\x00") != len(rows) * width - 1:
+        return None
+    return _BLOCK_GRID.pack(_FORMAT_GRID, len(rows), width) + text.encode("utf-8")
+
+
+def _serialize_row_list(rows: Sequence[Sequence[str]]) -> bytes:
+    """A block's general plaintext: the row count, each row's plaintext length, then
+    the rows' plaintexts (:func:`_serialize_row`) one after the other."""
+    parts = list(map(_serialize_row, rows))
+    header = struct.pack(f">BI{len(parts)}I", _FORMAT_ROW_LIST, len(parts), *map(len, parts))
+    return header + b"".join(parts)
+
+
+def _deserialize_row_list(plaintext: bytes) -> list[list[str]]:
+    (count,) = _U32.unpack_from(plaintext, 1)
+    lengths = struct.unpack_from(f">{count}I", plaintext, 5)
+    position = 5 + 4 * count
+    if count < 1 or position + sum(lengths) != len(plaintext):
+        raise ValueError("row list lengths do not match the block")
+    rows = []
+    for length in lengths:
+        rows.append(_deserialize_row(plaintext[position : position + length]))
+        position += length
+    return rows
+
+
 class RowCipher:
     """Encrypts and decrypts the rows of one dataset for one ingest attempt.
 
     ``data_key`` is the dataset's 32-byte data key; the AES-256-GCM row key is derived
     from it with HKDF-SHA256 (``info=b"csvault/rows/v1"``, ``salt=dataset_id.bytes``).
-    ``attempt`` (0 to 2**32-1) only matters for :meth:`encrypt`; :meth:`decrypt` reads it
-    from the blob, so one cipher decrypts rows written by any attempt.
+    ``attempt`` (0 to 2**32-1) only matters for :meth:`encrypt` and :meth:`seal_blocks`;
+    the decrypting methods read it from the blob, so one cipher decrypts rows written by
+    any attempt.
 
     Raises ``ValueError`` for a data key that is not 32 bytes or an attempt out of range.
     Instances are immutable and safe to share between threads.
@@ -123,6 +208,9 @@ class RowCipher:
         "_attempt",
         "_attempt_bytes",
         "_blob_header",
+        "_block_ad_pack",
+        "_block_ad_prefix",
+        "_block_header",
         "_decrypt",
         "_encrypt",
         "_key",
@@ -141,8 +229,11 @@ class RowCipher:
         self._blob_header = _VERSION_BYTE + self._attempt_bytes
         self._ad_prefix = _AD_PREFIX + dataset_id.bytes
         self._attempt = attempt
-        # ad_prefix || row_number (8 bytes BE) in one C call per row.
+        # ad_prefix || row_number (8 bytes BE) in one C call.
         self._ad_pack = struct.Struct(f">{len(self._ad_prefix)}sQ").pack
+        self._block_header = _BLOCK_VERSION_BYTE + self._attempt_bytes
+        self._block_ad_prefix = _BLOCK_AD_PREFIX + dataset_id.bytes
+        self._block_ad_pack = struct.Struct(f">{len(self._block_ad_prefix)}sQ").pack
 
     def encrypt(self, row_number: int, values: Sequence[str]) -> bytes:
         """Encrypt one row's values; returns the blob (see the module docstring).
@@ -159,97 +250,134 @@ class RowCipher:
             raise ValueError(
                 f"row number must be between 0 and {_MAX_ROW_NUMBER}, got {row_number}"
             ) from None
-        # NUL-separated is unambiguous only if no value contains NUL; a plain join plus a
-        # membership test (both C loops) checks that faster than any per-value loop.
-        if values and "\x00" not in "".join(values):
-            plaintext = _FORMAT_SEPARATED_BYTE + "\x00".join(values).encode("utf-8")
-        else:
-            plaintext = _serialize_counted(values)
         return self._blob_header + self._encrypt(
-            self._attempt_bytes + row_bytes, plaintext, self._ad_prefix + row_bytes
+            self._attempt_bytes + row_bytes, _serialize_row(values), self._ad_prefix + row_bytes
         )
 
-    def encrypt_rows(self, first_row_number: int, rows: Sequence[Sequence[str]]) -> list[bytes]:
-        """Encrypt consecutive rows numbered ``first_row_number``, ``first_row_number + 1``...
+    def seal_blocks(
+        self,
+        first_row_number: int,
+        rows: Sequence[Sequence[str]],
+        *,
+        max_rows: int = BLOCK_MAX_ROWS,
+        target_bytes: int = BLOCK_TARGET_BYTES,
+    ) -> tuple[bytes, range, list[bytes]]:
+        """Encrypt consecutive rows (numbered from ``first_row_number``) as blocks.
 
-        Returns the same blobs as calling :meth:`encrypt` on each row, in order, at a
-        fraction of the cost (see :meth:`encrypt_rows_split`). Raises ``ValueError`` if any
-        row number falls outside 0..2**64-1.
-        """
-        prefix, ciphertexts = self.encrypt_rows_split(first_row_number, rows)
-        return list(map(prefix.__add__, ciphertexts))
+        Returns ``(prefix, starts, ciphertexts)``: block ``i`` holds the rows from
+        ``starts[i]`` up to the next start (or the last row), and its blob is
+        ``prefix + ciphertexts[i]`` (the prefix, version and attempt, is the same for
+        every block of this cipher, so a caller that frames the blobs anyway can
+        write it itself instead of copying every blob once more). Every block has
+        the same number of rows (the last one may have fewer): at most ``max_rows``,
+        and about ``target_bytes`` of text, judged from the first rows.
 
-    def encrypt_rows_split(
-        self, first_row_number: int, rows: Sequence[Sequence[str]]
-    ) -> tuple[bytes, list[bytes]]:
-        """Like :meth:`encrypt_rows`, but returns ``(prefix, ciphertexts)``.
-
-        Blob ``i`` is ``prefix + ciphertexts[i]`` (the prefix is the version and attempt
-        header, the same for every row of this cipher), so a caller that frames the blobs
-        anyway (the binary COPY stream) can write the prefix itself instead of copying
-        every blob once more.
-
-        For the common case (every row has at least one value and no value contains NUL)
-        serialization, nonces, associated data and AES-GCM run as C-level ``map`` pipelines
-        over the batch, with no Python bytecode per row; other batches take the per-row
-        path. The nonce rules of :meth:`encrypt` apply: a row number must not be encrypted
-        twice in one attempt with different values.
+        :meth:`decrypt_block` with the block's start gives its rows back. The nonce
+        rules of :meth:`encrypt` apply to the starts: a row number must not start two
+        blocks of different rows in one attempt.
         """
         count = len(rows)
         if not count:
-            return self._blob_header, []
+            return self._block_header, range(0), []
         last = first_row_number + count - 1
         if first_row_number < 0 or last > _MAX_ROW_NUMBER:
             raise ValueError(
                 f"row numbers must be between 0 and {_MAX_ROW_NUMBER}, "
                 f"got {first_row_number}..{last}"
             )
-        numbers = range(first_row_number, last + 1)
-        texts = list(map("\x00".join, rows))
-        # Joined with NUL, the texts hold exactly sum(len(row)) - 1 NULs if and only if no
-        # value contains one; an empty row needs the counted format. Both are C scans.
-        widths = list(map(len, rows))
-        if min(widths) == 0 or "\x00".join(texts).count("\x00") != sum(widths) - 1:
-            skip = len(self._blob_header)
-            blobs = [self.encrypt(n, values) for n, values in zip(numbers, rows, strict=True)]
-            return self._blob_header, [blob[skip:] for blob in blobs]
-        plaintexts = map(str.encode, map("\x00".__add__, texts))  # format byte 0x00, UTF-8
-        nonces = map(_NONCE.pack, repeat(self._attempt), numbers)
-        associated = map(self._ad_pack, repeat(self._ad_prefix), numbers)
-        return self._blob_header, list(map(self._encrypt, nonces, plaintexts, associated))
-
-    def copy_tuples(
-        self, first_row_number: int, rows: list[list[str]], tuple_prefix: bytes
-    ) -> bytes | None:
-        """Encrypt consecutive rows straight into PostgreSQL binary COPY tuples, in C.
-
-        Each tuple is ``tuple_prefix`` (the constant start of every tuple of the
-        dataset: field count, the dataset id field, the int8 length), the row number
-        (int64), the blob length (int32) and the blob: the same blobs, byte for
-        byte, as :meth:`encrypt_rows_split`, framed the way
-        ``csvault.datasets.rowstore.pg_binary_copy_tuples`` frames them. The
-        encryption runs with the GIL released.
-
-        Returns None when the C accelerator is not built, or when a row needs the
-        general row format (an empty row, a value containing NUL): the caller then
-        takes the Python path. The nonce rules of :meth:`encrypt` apply.
-        """
-        if _rowframe is None:
-            return None
-        # The COPY column is int8: row numbers stop at 2**63 - 1 there.
-        if first_row_number < 0 or first_row_number + len(rows) - 1 > _MAX_INT8:
-            raise ValueError(
-                f"row numbers must be between 0 and {_MAX_INT8} for COPY, got {first_row_number}.."
+        if not 1 <= max_rows <= BLOCK_MAX_ROWS:
+            raise ValueError(f"max_rows must be between 1 and {BLOCK_MAX_ROWS}, got {max_rows}")
+        sample = rows[:8]
+        text_per_row = sum(map(len, map("\x00".join, sample))) / len(sample) + 1
+        per = max(1, min(max_rows, int(target_bytes // text_per_row)))
+        starts = range(first_row_number, last + 1, per)
+        attempt, encrypt, pack_ad = self._attempt, self._encrypt, self._block_ad_pack
+        ad_prefix = self._block_ad_prefix
+        ciphertexts = []
+        for offset, start in zip(range(0, count, per), starts, strict=True):
+            block = rows[offset : offset + per]
+            plaintext = grid_block(block) or _serialize_row_list(block)
+            ciphertexts.append(
+                encrypt(_NONCE.pack(attempt, start), plaintext, pack_ad(ad_prefix, start))
             )
-        return _rowframe.encrypt_copy_tuples(
-            self._key,
-            self._ad_prefix,
-            self._attempt,
-            first_row_number,
-            rows,
-            tuple_prefix,
-            self._blob_header,
+        return self._block_header, starts, ciphertexts
+
+    def seal_grid_blocks(
+        self, first_row_number: int, plaintexts: Sequence[bytes], counts: Sequence[int]
+    ) -> tuple[bytes, list[int], list[bytes]]:
+        """Encrypt block plaintexts made elsewhere (the C CSV parser), like :meth:`seal_blocks`.
+
+        ``plaintexts[i]`` must be a grid plaintext (:func:`grid_block`) of ``counts[i]``
+        rows; the blocks hold consecutive rows from ``first_row_number`` on. Returns
+        ``(prefix, starts, ciphertexts)`` as :meth:`seal_blocks` does.
+        """
+        if not plaintexts:
+            return self._block_header, [], []
+        starts = list(accumulate(counts[:-1], initial=first_row_number))
+        if len(starts) != len(plaintexts) or (
+            first_row_number < 0 or starts[-1] + counts[-1] - 1 > _MAX_ROW_NUMBER
+        ):
+            raise ValueError(
+                f"one count per block, and row numbers between 0 and {_MAX_ROW_NUMBER}"
+            )
+        if any(p[:1] != _FORMAT_GRID_BYTE for p in plaintexts):
+            raise ValueError("seal_grid_blocks takes grid plaintexts only")
+        attempt, pack_ad, ad_prefix = self._attempt, self._block_ad_pack, self._block_ad_prefix
+        ciphertexts = list(
+            map(
+                self._encrypt,
+                (_NONCE.pack(attempt, start) for start in starts),
+                plaintexts,
+                (pack_ad(ad_prefix, start) for start in starts),
+            )
         )
+        return self._block_header, starts, ciphertexts
+
+    def decrypt_block(
+        self, first_row_number: int, blob: bytes | bytearray | memoryview
+    ) -> list[list[str]]:
+        """The rows of a block stored under ``first_row_number``, in order.
+
+        Reads both stored formats: a block written by :meth:`seal_blocks` and a single
+        row written by :meth:`encrypt` (the format before blocks, one row per blob).
+        Raises :class:`RowDecryptError` like :meth:`decrypt`.
+        """
+        if type(blob) is not bytes:
+            blob = bytes(blob)
+        if blob[:1] != _BLOCK_VERSION_BYTE:
+            return [self.decrypt(first_row_number, blob)]
+        try:
+            start = first_row_number.to_bytes(8, "big")
+        except OverflowError:
+            raise ValueError(
+                f"row number must be between 0 and {_MAX_ROW_NUMBER}, got {first_row_number}"
+            ) from None
+        where = f"block at row {first_row_number}"
+        if len(blob) < _HEADER_SIZE + _TAG_SIZE + 1:
+            raise RowDecryptError(f"{where}: encrypted blob is too short")
+        try:
+            plaintext = self._decrypt(
+                blob[1:_HEADER_SIZE] + start,
+                blob[_HEADER_SIZE:],
+                self._block_ad_prefix + start,
+            )
+        except InvalidTag:
+            raise RowDecryptError(
+                f"{where}: authentication failed (wrong key, dataset or row number, "
+                "or the blob was altered)"
+            ) from None
+        try:
+            if plaintext[0] == _FORMAT_GRID:
+                _, count, width = _BLOCK_GRID.unpack_from(plaintext)
+                values = plaintext[_BLOCK_GRID.size :].decode("utf-8").split("\x00")
+                if count < 1 or width < 1 or len(values) != count * width:
+                    raise ValueError("grid block does not match its shape")
+                return [values[i : i + width] for i in range(0, len(values), width)]
+            if plaintext[0] == _FORMAT_ROW_LIST:
+                return _deserialize_row_list(plaintext)
+        except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
+            raise RowDecryptError(f"{where}: decrypted block is malformed") from None
+        raise RowDecryptError(f"{where}: unknown block encoding {plaintext[0]}")
 
     def decrypt(self, row_number: int, blob: bytes | bytearray | memoryview) -> list[str]:
         """Decrypt a blob written by :meth:`encrypt` for the same dataset and row number.
@@ -283,10 +411,10 @@ class RowCipher:
                 "or the blob was altered)"
             ) from None
         try:
-            if plaintext[0] == _FORMAT_SEPARATED:
-                return plaintext[1:].decode("utf-8").split("\x00")
-            if plaintext[0] == _FORMAT_COUNTED:
-                return _deserialize_counted(plaintext)
-        except ValueError:  # UnicodeDecodeError is a ValueError
+            return _deserialize_row(plaintext)
+        except _UnknownEncoding:
+            raise RowDecryptError(
+                f"row {row_number}: unknown row encoding {plaintext[0]}"
+            ) from None
+        except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
             raise RowDecryptError(f"row {row_number}: decrypted row is malformed") from None
-        raise RowDecryptError(f"row {row_number}: unknown row encoding {plaintext[0]}")

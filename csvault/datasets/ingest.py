@@ -15,6 +15,8 @@ import gc
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -29,7 +31,8 @@ from django.utils import timezone
 from csvault.core import metrics
 from csvault.crypto.rows import RowCipher
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
-from csvault.datasets.csvreader import CsvDataError, CsvLimits, open_csv
+from csvault.datasets.csvreader import CsvDataError, CsvLimits, CsvStream, open_csv
+from csvault.datasets.fastcsv import open_fast_blocks
 from csvault.datasets.keys import HEADER_ROW, dataset_data_key
 from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.datasets.rowstore import (
@@ -136,7 +139,7 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
     storage = storages["datasets"]
     gc_was_enabled = gc.isenabled()
     try:
-        with storage.open(dataset.storage_key, "rb") as fh:
+        with storage.open(dataset.storage_key, "rb") as fh, ExitStack() as files:
             stream = open_csv(
                 open_decrypted(data_key, dataset.id, fh),
                 delimiter=dataset.delimiter,
@@ -144,49 +147,75 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
                 limits=csv_limits(),
             )
             _save_header(dataset, attempt, cipher, stream.columns)
-            row_number = 0
-            last_touch = time.monotonic()
-            # The hot path (docs/performance.md): this thread parses and encrypts
-            # rows a few thousand at a time with C-level loops, and frames them into
-            # the COPY stream of the current batch; the writer thread meanwhile
-            # commits the previous batch. Each step reads about 1 MiB of the file (at
-            # most 4096 rows; it starts at one row and grows with the rows per MiB
-            # seen so far): enough that per-step overhead vanishes, little enough to
-            # keep few parsed rows in memory and to hand the GIL to the writer every
-            # few milliseconds. A batch is committed at batch_rows rows or BATCH_BYTES.
-            # The cyclic GC is paused: the rows are millions of short-lived lists
-            # without cycles, and re-scanning them cost about a sixth of the CPU time.
-            step = 1
+            fast = None
+            if settings.CSVAULT_FAST_CSV:
+                # The C fast path reads the file a second time, from its own handle.
+                fast = open_fast_blocks(
+                    open_decrypted(
+                        data_key,
+                        dataset.id,
+                        files.enter_context(storage.open(dataset.storage_key, "rb")),
+                    ),
+                    columns=stream.columns,
+                    has_header=dataset.has_header,
+                    delimiter=dataset.delimiter,
+                    encoding=stream.encoding,
+                    limits=csv_limits(),
+                )
+            # The hot path (docs/performance.md): this thread parses rows and seals
+            # them into blocks, and frames those into the COPY stream of the current
+            # batch; the writer thread meanwhile commits the previous batch. A batch is
+            # committed at batch_rows rows or BATCH_BYTES. The C fast path reads as far
+            # as it can (usually the whole file, with the GIL released); the reference
+            # reader reads the rest, if any, skipping the rows already done.
+            # The cyclic GC is paused: the reference reader makes millions of
+            # short-lived lists without cycles, and re-scanning them cost about a
+            # sixth of the CPU time.
             commit = partial(_commit_batch, dataset.id, attempt)
             gc.disable()
             with BackgroundWriter() as writer:
+                heartbeat = _Heartbeat(writer, partial(_touch, dataset.id, attempt))
                 batch: RowBatch | None = None
-                while rows := stream.read_rows(
-                    min(step, batch_rows - (batch.count if batch else 0))
-                ):
-                    first = row_number + 1
-                    row_number += len(rows)
-                    per_mib = row_number * 1_048_576 // max(1, stream.bytes_consumed)
-                    step = min(4096, max(1, per_mib))
-                    if row_number <= checkpoint:
-                        # Resuming: these rows are committed already. Keep the
-                        # heartbeat fresh while skipping a long prefix.
-                        if time.monotonic() - last_touch > HEARTBEAT_EVERY_SECONDS:
-                            writer.submit(partial(_touch, dataset.id, attempt))
-                            last_touch = time.monotonic()
-                        continue
-                    if first <= checkpoint:
-                        rows = rows[checkpoint + 1 - first :]
-                        first = checkpoint + 1
-                    if batch is None:
-                        batch = rows_batch(dataset_id=dataset.id, first_row_number=first)
-                    batch.add_rows(cipher, rows)
-                    if batch.count >= batch_rows or batch.nbytes >= BATCH_BYTES:
-                        writer.submit(partial(commit, batch, row_number, stream.bytes_consumed))
-                        batch = None
-                writer.submit(
-                    partial(commit, batch, row_number, stream.bytes_consumed, complete=True)
-                )
+                row_number = 0
+                if fast is not None:
+                    while (
+                        row_number < checkpoint
+                        and (got := fast.read(min(batch_rows, checkpoint - row_number)))
+                        and got[1]
+                    ):
+                        row_number += sum(got[1])  # resuming: committed already
+                        heartbeat.beat()
+                    # (A decline before the checkpoint leaves it all to the reference reader.)
+                    while row_number >= checkpoint:
+                        got = fast.read(batch_rows - (batch.count if batch else 0))
+                        if not got or not got[1]:
+                            break
+                        plaintexts, counts = got
+                        if batch is None:
+                            batch = rows_batch(
+                                dataset_id=dataset.id, first_row_number=row_number + 1
+                            )
+                        batch.add_blocks(cipher, plaintexts, counts)
+                        row_number += sum(counts)
+                        if batch.count >= batch_rows or batch.nbytes >= BATCH_BYTES:
+                            writer.submit(partial(commit, batch, row_number, fast.bytes_consumed))
+                            batch = None
+                if fast is not None and fast.finished:
+                    consumed = fast.bytes_consumed
+                else:
+                    row_number, batch = _ingest_reference(
+                        dataset.id,
+                        stream,
+                        cipher,
+                        writer,
+                        heartbeat,
+                        commit,
+                        batch,
+                        skip=max(checkpoint, row_number),
+                        batch_rows=batch_rows,
+                    )
+                    consumed = stream.bytes_consumed
+                writer.submit(partial(commit, batch, row_number, consumed, complete=True))
     except CsvDataError as exc:
         _finish_failed(dataset.id, attempt, exc.as_dict())
         return IngestOutcome(DatasetStatus.FAILED, 0)
@@ -205,6 +234,63 @@ def _ingest(dataset: Dataset, attempt: int) -> IngestOutcome:
         attempt,
     )
     return IngestOutcome(DatasetStatus.COMPLETED, row_number)
+
+
+class _Heartbeat:
+    """Keeps the dataset's heartbeat fresh while a run skips rows committed before."""
+
+    def __init__(self, writer: BackgroundWriter, touch: Callable[[], None]) -> None:
+        self._writer = writer
+        self._touch = touch
+        self._last = time.monotonic()
+
+    def beat(self) -> None:
+        if time.monotonic() - self._last > HEARTBEAT_EVERY_SECONDS:
+            self._writer.submit(self._touch)
+            self._last = time.monotonic()
+
+
+def _ingest_reference(
+    dataset_id: uuid.UUID,
+    stream: CsvStream,
+    cipher: RowCipher,
+    writer: BackgroundWriter,
+    heartbeat: _Heartbeat,
+    commit: Callable[..., None],
+    batch: RowBatch | None,
+    *,
+    skip: int,
+    batch_rows: int,
+) -> tuple[int, RowBatch | None]:
+    """Read the file with the reference reader, skipping its first ``skip`` rows (committed,
+    or already in ``batch``), into batches as the fast path does; returns the number of
+    rows in the file and the batch not yet submitted.
+
+    Each step reads about 1 MiB of the file (at most 4096 rows; it starts at one row and
+    grows with the rows per MiB seen so far): enough that per-step overhead vanishes,
+    little enough to keep few parsed rows in memory and to hand the GIL to the writer
+    every few milliseconds.
+    """
+    row_number = 0
+    step = 1
+    while rows := stream.read_rows(min(step, batch_rows - (batch.count if batch else 0))):
+        first = row_number + 1
+        row_number += len(rows)
+        per_mib = row_number * 1_048_576 // max(1, stream.bytes_consumed)
+        step = min(4096, max(1, per_mib))
+        if row_number <= skip:
+            heartbeat.beat()
+            continue
+        if first <= skip:
+            rows = rows[skip + 1 - first :]
+            first = skip + 1
+        if batch is None:
+            batch = rows_batch(dataset_id=dataset_id, first_row_number=first)
+        batch.add_rows(cipher, rows)
+        if batch.count >= batch_rows or batch.nbytes >= BATCH_BYTES:
+            writer.submit(partial(commit, batch, row_number, stream.bytes_consumed))
+            batch = None
+    return row_number, batch
 
 
 def file_corrupt_error(exc: StreamDecryptError) -> dict[str, object]:

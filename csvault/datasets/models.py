@@ -132,10 +132,13 @@ class Dataset(models.Model):
 
 
 class ProcessedData(models.Model):
-    """One row of one dataset, AES-256-GCM encrypted.
+    """A block of consecutive rows of one dataset, AES-256-GCM encrypted.
 
-    The composite primary key (dataset, row_number) makes a replayed batch
-    unable to duplicate a row.
+    ``row_number`` is the block's first row; the block says how many rows it
+    holds (at most ``BLOCK_MAX_ROWS``; see csvault.crypto.rows and
+    ``rowstore.rows_read``). The composite primary key (dataset, row_number)
+    makes a replayed batch unable to store its blocks twice, and an ingest
+    resumes after the last committed row, so blocks never overlap.
     """
 
     pk = models.CompositePrimaryKey("dataset_id", "row_number")
@@ -157,4 +160,4 @@ class ProcessedData(models.Model):
         verbose_name_plural = "processed data"
 
     def __str__(self) -> str:
-        return f"row {self.row_number} of {self.dataset_id}"
+        return f"rows from {self.row_number} of {self.dataset_id}"

@@ -1,13 +1,17 @@
 """Bulk writes and reads of encrypted rows, the fastest way each database offers.
 
-PostgreSQL gets binary ``COPY`` (about 440k rows/s here, against 23k for
-``bulk_create``); SQLite gets ``executemany`` in the caller's transaction.
+Rows are stored in blocks (``RowCipher.seal_blocks``): one ``ProcessedData`` tuple per
+block of consecutive rows, keyed by the dataset and the block's first row number. On
+PostgreSQL a tuple costs about 2 µs of primary-key and tuple overhead whatever its size,
+more than a raw COPY spends on a whole row; blocks of ~4 KB divide that by ~30
+(docs/performance.md).
 
-The ingest prepares a batch with :func:`rows_batch` and ``RowBatch.add`` (CPU
-work: the COPY stream is framed by C-level ``map``/``join`` over many rows at a
-time, no Python code per row) outside the transaction, then writes it with
-:func:`rows_write_batch` inside the transaction, where the time goes to the
-database.
+PostgreSQL gets binary ``COPY``; SQLite gets ``executemany`` in the caller's
+transaction. The ingest prepares a batch with :func:`rows_batch` and
+``RowBatch.add_rows`` (CPU work: encryption, and the COPY stream framed by C-level
+``map``/``join``, no Python code per row) outside the transaction, then writes it with
+:func:`rows_write_batch` inside the transaction, where the time goes to the database.
+Readers get rows by number with :func:`rows_read`.
 """
 
 from __future__ import annotations
@@ -17,47 +21,32 @@ import struct
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
 from types import TracebackType
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import QuerySet
 
-from csvault.crypto.rows import RowCipher
+from csvault.crypto.rows import BLOCK_MAX_ROWS, RowCipher, RowDecryptError
 from csvault.datasets.models import Dataset, ProcessedData
 
 _TABLE = ProcessedData._meta.db_table
 _COPY_SQL = f"COPY {_TABLE} (dataset_id, row_number, data) FROM STDIN (FORMAT BINARY)"
 _INSERT_SQL = f"INSERT INTO {_TABLE} (dataset_id, row_number, data) VALUES (%s, %s, %s)"  # noqa: S608
+# The largest row number a query may name (the column is int8).
+MAX_ROW_NUMBER = 2**63 - 1
 
 
 # PostgreSQL binary COPY framing: signature, flags, header extension length;
 # each tuple: field count, then (length, bytes) per field; trailer -1.
 _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PG_COPY_TRAILER = struct.pack(">h", -1)
-_PG_TUPLE_HEAD = struct.Struct(">hi16siqi")
 # The constant start of every tuple of one dataset (field count, uuid length and
-# value, int8 length), then the per-row part (row number, bytea length).
+# value, int8 length), then the per-tuple part (row number, bytea length).
 _PG_TUPLE_FIXED = struct.Struct(">hi16si")
-_PG_TUPLE_ROW = struct.Struct(">qi")
-
-
-def pg_binary_copy_payload(dataset_id: uuid.UUID, rows: Sequence[tuple[int, bytes]]) -> bytes:
-    """One binary COPY stream for (dataset_id uuid, row_number int8, data bytea) tuples.
-
-    Framing the tuples here costs about a third of psycopg's per-row
-    ``write_row`` (which adapts each value through Python dumpers).
-    """
-    pack = _PG_TUPLE_HEAD.pack
-    uid = dataset_id.bytes
-    parts = [_PG_COPY_HEADER]
-    append = parts.append
-    for row_number, blob in rows:
-        append(pack(3, 16, uid, 8, row_number, len(blob)))
-        append(blob)
-    append(_PG_COPY_TRAILER)
-    return b"".join(parts)
 
 
 def pg_tuple_prefix(dataset_id: uuid.UUID) -> bytes:
@@ -68,93 +57,74 @@ def pg_tuple_prefix(dataset_id: uuid.UUID) -> bytes:
 
 def pg_binary_copy_tuples(
     dataset_id: uuid.UUID,
-    first_row_number: int,
+    row_numbers: Iterable[int],
     blob_prefix: bytes,
     ciphertexts: Sequence[bytes],
 ) -> bytes:
-    """The binary COPY tuples (no stream header or trailer) of consecutive rows.
+    """The binary COPY tuples (no stream header or trailer) of blobs of one dataset.
 
-    Row ``first_row_number + i`` gets the blob ``blob_prefix + ciphertexts[i]``.
-    Consecutive numbering lets ``struct`` and ``bytes.join``, driven by
-    ``map``/``zip``, build the whole piece: no Python bytecode runs per row, and
+    Tuple ``i`` gets the row number ``row_numbers[i]`` and the blob
+    ``blob_prefix + ciphertexts[i]``. ``struct`` and ``bytes.join``, driven by
+    ``map``/``zip``, build the whole piece: no Python bytecode runs per tuple, and
     each blob is copied once, straight into the stream.
     """
     fixed = pg_tuple_prefix(dataset_id)
     head = struct.Struct(f">qi{len(blob_prefix)}s").pack
-    numbers = range(first_row_number, first_row_number + len(ciphertexts))
     lengths = map(len(blob_prefix).__add__, map(len, ciphertexts))
-    heads = map(head, numbers, lengths, repeat(blob_prefix))
+    heads = map(head, row_numbers, lengths, repeat(blob_prefix))
     return b"".join(chain.from_iterable(zip(repeat(fixed), heads, ciphertexts)))
 
 
 class RowBatch:
     """Encrypted rows of one dataset, numbered consecutively, being prepared for writing.
 
-    :meth:`add` (CPU work, no database access) appends the next rows; on
-    PostgreSQL it frames them at once into a piece of the binary COPY stream,
+    :meth:`add_rows` (CPU work, no database access) seals the next rows into blocks;
+    on PostgreSQL it frames them at once into a piece of the binary COPY stream,
     elsewhere it keeps the blobs. :func:`rows_write_batch` then writes it all.
     """
 
-    __slots__ = (
-        "_blobs",
-        "_native",
-        "_pieces",
-        "_tuple_prefix",
-        "count",
-        "dataset_id",
-        "first_row_number",
-        "nbytes",
-    )
+    __slots__ = ("_blobs", "_pieces", "count", "dataset_id", "first_row_number", "nbytes")
 
-    def __init__(
-        self, dataset_id: uuid.UUID, first_row_number: int, *, native: bool = True
-    ) -> None:
+    def __init__(self, dataset_id: uuid.UUID, first_row_number: int) -> None:
         self.dataset_id = dataset_id
         self.first_row_number = first_row_number
-        self.count = 0
+        self.count = 0  # rows
         self.nbytes = 0  # held in memory: COPY stream or blobs
-        # COPY stream pieces on PostgreSQL (header first), blobs elsewhere.
+        # COPY stream pieces on PostgreSQL (header first), (row number, blob) elsewhere.
         self._pieces: list[bytes] | None = (
             [_PG_COPY_HEADER] if connection.vendor == "postgresql" else None
         )
-        self._blobs: list[bytes] = []
-        self._native = native and self._pieces is not None
-        self._tuple_prefix = pg_tuple_prefix(dataset_id)
+        self._blobs: list[tuple[int, bytes]] = []
 
-    def add_rows(self, cipher: RowCipher, rows: list[list[str]]) -> None:
-        """Encrypt and append the next rows: in C on PostgreSQL when the accelerator is
-        built (``RowCipher.copy_tuples``), else through :meth:`add`. Same bytes either way."""
+    def add_rows(self, cipher: RowCipher, rows: Sequence[Sequence[str]]) -> None:
+        """Seal the next rows (blocks never span two calls) and append them."""
         first = self.first_row_number + self.count
-        if self._native and self._pieces is not None:
-            piece = cipher.copy_tuples(first, rows, self._tuple_prefix)
-            if piece is not None:
-                self._pieces.append(piece)
-                self.nbytes += len(piece)
-                self.count += len(rows)
-                return
-        self.add(*cipher.encrypt_rows_split(first, rows))
+        prefix, starts, ciphertexts = cipher.seal_blocks(first, rows)
+        self._append(starts, prefix, ciphertexts)
+        self.count += len(rows)
 
-    def add(self, blob_prefix: bytes, ciphertexts: Sequence[bytes]) -> None:
-        """Append the next ``len(ciphertexts)`` rows; blob i is ``blob_prefix + ciphertexts[i]``."""
-        first = self.first_row_number + self.count
+    def add_blocks(self, cipher: RowCipher, plaintexts: list[bytes], counts: list[int]) -> None:
+        """Seal and append the next rows, given as block plaintexts (the C CSV parser's)."""
+        prefix, starts, ciphertexts = cipher.seal_grid_blocks(
+            self.first_row_number + self.count, plaintexts, counts
+        )
+        self._append(starts, prefix, ciphertexts)
+        self.count += sum(counts)
+
+    def _append(self, starts: Iterable[int], prefix: bytes, ciphertexts: list[bytes]) -> None:
         if self._pieces is not None:
-            piece = pg_binary_copy_tuples(self.dataset_id, first, blob_prefix, ciphertexts)
+            piece = pg_binary_copy_tuples(self.dataset_id, starts, prefix, ciphertexts)
             self._pieces.append(piece)
             self.nbytes += len(piece)
         else:
-            blobs = list(map(blob_prefix.__add__, ciphertexts))
+            blobs = list(zip(starts, map(prefix.__add__, ciphertexts), strict=True))
             self._blobs.extend(blobs)
-            self.nbytes += sum(map(len, blobs))
-        self.count += len(ciphertexts)
+            self.nbytes += sum(len(blob) for _, blob in blobs)
 
 
 def rows_batch(*, dataset_id: uuid.UUID, first_row_number: int) -> RowBatch:
-    """An empty batch whose first row will be ``first_row_number``.
-
-    ``CSVAULT_NATIVE_ROWS`` (on by default) lets :meth:`RowBatch.add_rows` use the
-    C accelerator when it is built.
-    """
-    return RowBatch(dataset_id, first_row_number, native=settings.CSVAULT_NATIVE_ROWS)
+    """An empty batch whose first row will be ``first_row_number``."""
+    return RowBatch(dataset_id, first_row_number)
 
 
 def rows_write_batch(batch: RowBatch) -> None:
@@ -169,27 +139,57 @@ def rows_write_batch(batch: RowBatch) -> None:
                 copy.write(_PG_COPY_TRAILER)
         else:
             db_id = Dataset._meta.pk.get_db_prep_value(batch.dataset_id, connection)
-            numbers = range(batch.first_row_number, batch.first_row_number + batch.count)
-            cursor.executemany(_INSERT_SQL, list(zip(repeat(db_id), numbers, batch._blobs)))
-
-
-def rows_write(*, dataset_id: uuid.UUID, rows: Sequence[tuple[int, bytes]]) -> None:
-    """Insert ``(row_number, ciphertext)`` pairs; must run inside a transaction."""
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(_COPY_SQL) as copy:
-                copy.write(pg_binary_copy_payload(dataset_id, rows))
-        else:
-            db_id = Dataset._meta.pk.get_db_prep_value(dataset_id, connection)
             cursor.executemany(
-                _INSERT_SQL, [(db_id, row_number, blob) for row_number, blob in rows]
+                _INSERT_SQL, [(db_id, number, blob) for number, blob in batch._blobs]
             )
 
 
+def rows_read(
+    blocks: QuerySet[Any], cipher: RowCipher, *, after: int, count: int
+) -> list[tuple[int, list[str]]]:
+    """Rows ``after + 1`` to ``after + count`` (those that exist), decrypted, in order.
+
+    ``blocks`` is the ``ProcessedData`` queryset of one dataset (the caller adds any
+    access conditions). One query reads the blocks that can hold those rows: a block
+    holds at most ``BLOCK_MAX_ROWS`` rows, so it starts no further back than that. The
+    blocks must follow each other without gap or overlap (they do as written); anything
+    else raises :class:`RowDecryptError` rather than return a wrong row.
+    """
+    if count < 1 or after >= MAX_ROW_NUMBER:
+        return []
+    last = min(after + count, MAX_ROW_NUMBER)
+    found = (
+        blocks.filter(row_number__gt=max(after - BLOCK_MAX_ROWS + 1, -1), row_number__lte=last)
+        .order_by("row_number")
+        .values_list("row_number", "data")
+    )
+    rows: list[tuple[int, list[str]]] = []
+    expected: int | None = None
+    for start, blob in found:
+        if expected is not None and start != expected:
+            raise RowDecryptError(
+                f"block at row {start}: expected the next block at row {expected}; "
+                "stored rows are missing or duplicated"
+            )
+        values = cipher.decrypt_block(start, blob)
+        expected = start + len(values)
+        if expected <= after + 1:
+            continue  # ends before the rows asked for
+        skip = max(0, after + 1 - start)
+        rows.extend(zip(range(start + skip, expected), values[skip:], strict=True))
+    rows = [row for row in rows if row[0] <= last]
+    # Rows are numbered 1..N without gaps: if a later row exists, every one before it
+    # must. A short answer is checked to be the true end (one indexed look past it).
+    if rows and rows[0][0] != after + 1:
+        raise RowDecryptError(f"row {after + 1} is missing from the stored rows")
+    end = rows[-1][0] if rows else after
+    if end < last and blocks.filter(row_number__gt=end).exists():
+        raise RowDecryptError(f"row {end + 1} is missing from the stored rows")
+    return rows
+
+
 def rows_delete(*, dataset_id: uuid.UUID) -> int:
-    """Delete every row of a dataset in one statement; returns how many."""
+    """Delete every stored block of a dataset in one statement; returns how many."""
     return ProcessedData.objects.filter(dataset_id=dataset_id)._raw_delete(ProcessedData.objects.db)
 
 

@@ -16,6 +16,7 @@ from csvault.core.errors import NotReady
 from csvault.crypto.rows import RowCipher
 from csvault.datasets.keys import dataset_columns, dataset_row_cipher
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
+from csvault.datasets.rowstore import rows_read
 
 ROWS_DEFAULT_LIMIT = 100
 ROWS_MAX_LIMIT = 1000
@@ -122,18 +123,12 @@ def row_page(
 ) -> RowPage:
     """One page of a completed dataset's rows, in one query that also checks that the
     dataset is the owner's and not deleted (a cached gate may be a moment stale)."""
-    page = list(
-        ProcessedData.objects.filter(
-            dataset_id=dataset_id,
-            dataset__owner_id=owner_id,
-            dataset__deleted_at__isnull=True,
-            row_number__gt=after,
-        )
-        .order_by("row_number")
-        .values_list("row_number", "data")[: limit + 1]
+    blocks = ProcessedData.objects.filter(
+        dataset_id=dataset_id, dataset__owner_id=owner_id, dataset__deleted_at__isnull=True
     )
+    page = rows_read(blocks, cipher, after=after, count=limit + 1)
     has_more = len(page) > limit
-    rows = [(n, cipher.decrypt(n, bytes(blob))) for n, blob in page[:limit]]
+    rows = page[:limit]
     return RowPage(columns=columns, rows=rows, has_more=has_more)
 
 
@@ -142,26 +137,23 @@ def dataset_rows_iter(*, dataset: Dataset, batch_rows: int) -> Iterator[tuple[in
 
     Raises ``NotReady`` at once (before any row is read) unless the dataset is
     completed. The rows are then read lazily in keyset-paginated batches of
-    ``batch_rows`` (``row_number > last ORDER BY row_number LIMIT batch_rows``):
-    each batch is one short query of its own (no transaction or cursor is held
-    between batches) and is decrypted before the next one is read, so memory
-    stays bounded by one batch whatever the size of the dataset.
+    ``batch_rows`` (by row number, :func:`rows_read`): each batch is one short
+    query of its own (no transaction or cursor is held between batches) and is
+    decrypted before the next one is read, so memory stays bounded by one batch
+    whatever the size of the dataset.
     """
     ensure_completed(dataset.status)
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     cipher = dataset_row_cipher(dataset)
-    rows = ProcessedData.objects.filter(dataset_id=dataset.id).order_by("row_number")
+    blocks = ProcessedData.objects.filter(dataset_id=dataset.id)
 
     def batches() -> Iterator[tuple[int, list[str]]]:
         after = 0
         while True:
-            batch = list(
-                rows.filter(row_number__gt=after).values_list("row_number", "data")[:batch_rows]
-            )
-            for n, blob in batch:
-                yield n, cipher.decrypt(n, blob)
-            if len(batch) < batch_rows:
+            batch = rows_read(blocks, cipher, after=after, count=batch_rows)
+            yield from batch
+            if len(batch) < batch_rows:  # rows are numbered 1..N without gaps
                 return
             after = batch[-1][0]
 

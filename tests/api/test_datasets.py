@@ -15,7 +15,7 @@ from csvault.datasets.ingest import dataset_ingest
 from csvault.datasets.models import Dataset, ProcessedData
 from csvault.datasets.scan import dataset_scan
 from csvault.datasets.services import dataset_purge
-from tests.conftest import ingest, read_all_rows, upload
+from tests.conftest import ingest, read_all_rows, stored_rows, upload
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
 
 pytestmark = pytest.mark.django_db
@@ -285,4 +285,4 @@ def test_cancel_leaves_a_completed_dataset_completed(api):
 def test_ingesting_twice_writes_each_row_once(api):
     dataset_id = ingest(upload(api, to_csv(tricky_rows(30))))
     assert dataset_ingest(dataset_id=dataset_id).status == "skipped"
-    assert ProcessedData.objects.filter(dataset_id=dataset_id).count() == 30
+    assert [n for n, _ in stored_rows(dataset_id)] == list(range(1, 31))

@@ -18,7 +18,7 @@ from django.db import connection
 
 from csvault.datasets.models import Dataset, ProcessedData
 from csvault.datasets.selectors import dataset_row_page
-from tests.conftest import upload, wait_for_status
+from tests.conftest import stored_rows, upload, wait_for_status
 from tests.csvdata import to_csv, tricky_rows
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,9 @@ def assert_rows_exactly(dataset_id: Any, rows: list[list[str]]) -> None:
     dataset = Dataset.objects.get(id=dataset_id)
     assert dataset.status == "completed", dataset.error
     assert dataset.row_count == len(rows)
-    numbers = ProcessedData.objects.filter(dataset_id=dataset_id)
-    assert numbers.count() == len(rows)
+    stored = stored_rows(dataset_id)  # the table itself: blocks from row 1, no gap or overlap
+    assert [n for n, _ in stored] == list(range(1, len(rows) + 1))
+    assert [values for _, values in stored] == rows
     after, got = 0, []
     while True:
         page = dataset_row_page(dataset=dataset, after=after, limit=20_000)
