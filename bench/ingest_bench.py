@@ -1179,7 +1179,8 @@ def render(results: dict[str, Any]) -> str:
         f"Python {r['python']}",
         f"file: {rows:,} rows x {len(COLUMNS)} columns, {r['file_mb']:.1f} MB "
         f"({r['file_bytes'] / rows:.0f} bytes/row), {r['file']}",
-        f"database {r['database']}; broker {r['broker']}",
+        f"database {r['database']}; broker {r['broker']}; "
+        f"CSV fast path: {r.get('fast_csv', 'unknown')}",
     ]
     if r.get("parallelism"):
         p = r["parallelism"]
@@ -1417,6 +1418,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def fast_csv_state(env: dict[str, str]) -> str:
+    """Whether the worker will parse with the C fast path (csvault/datasets/_csvblocks.c)."""
+    built = subprocess.run(
+        [str(BIN / "python"), "-c", "import csvault.datasets._csvblocks"],
+        capture_output=True,
+        check=False,
+    )
+    if built.returncode:
+        return "not built (the Python reader reads every file)"
+    if env.get("CSVAULT_FAST_CSV", "1").lower() in ("0", "false", "no", "off"):
+        return "built, off (CSVAULT_FAST_CSV=0)"
+    return "built, on"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if not (BIN / "python").exists():
         raise BenchError(f"{BIN / 'python'} missing: run `make install` first")
@@ -1436,6 +1451,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "broker": env["CELERY_BROKER_URL"],
         "clamd_url": env.get("CLAMD_URL") or None,
         "queue": queue,
+        "fast_csv": fast_csv_state(env),
     }
     try:
         csv_main = ensure_csv(args.rows)
