@@ -217,7 +217,7 @@ def test_any_input_gives_the_reference_rows_or_a_prefix_of_them(head, body, size
         lambda width: st.lists(
             st.lists(
                 st.text(
-                    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+                    st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]),
                     max_size=8,
                 ),
                 min_size=width,

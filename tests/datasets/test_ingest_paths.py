@@ -45,9 +45,10 @@ def test_an_error_after_the_fast_path_declines_is_reported_where_it_is(api) -> N
     dataset_id = ingest(upload(api, data))
     dataset = Dataset.objects.get(id=dataset_id)
     assert dataset.status == "failed"
-    assert dataset.error["code"] == "stray_quote"
-    assert dataset.error["row"] == 4001
-    assert dataset.error["line"] == 4002 + sum(
+    error = dataset.error or {}
+    assert error["code"] == "stray_quote"
+    assert error["row"] == 4001
+    assert error["line"] == 4002 + sum(
         v.count("\n") + v.count("\r") - v.count("\r\n") for row in ROWS[:4000] for v in row
     )
     assert not stored_rows(dataset_id)  # a failed dataset keeps no rows
