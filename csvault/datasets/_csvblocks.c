@@ -252,7 +252,10 @@ static PyObject *parse(PyObject *self, PyObject *args) {
             o.size - block_text >= (size_t)block_bytes)
             open_block = 0;
     }
-    if (nblocks && blocks[nblocks - 1].rows == 0) nblocks--; /* opened, then nothing */
+    if (nblocks && blocks[nblocks - 1].rows == 0) { /* opened, then no row: drop it */
+        nblocks--;
+        o.size = blocks[nblocks].offset;
+    }
     Py_END_ALLOW_THREADS
 
     PyObject *result = NULL, *list = NULL, *counts = NULL;

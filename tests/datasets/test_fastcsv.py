@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from csvault.datasets import fastcsv
 from csvault.datasets.csvreader import CsvDataError, CsvLimits, open_csv
 from csvault.datasets.fastcsv import FAST_AVAILABLE, FastBlocks, open_fast_blocks
 from tests.csvdata import HEADER, to_csv, tricky_rows
@@ -22,6 +23,12 @@ from tests.csvdata import HEADER, to_csv, tricky_rows
 pytestmark = pytest.mark.skipif(
     not FAST_AVAILABLE, reason="C fast path not built (CI fails on this: CSVAULT_TEST_EXPECT)"
 )
+
+
+@pytest.fixture(autouse=True)
+def _small_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reads of ~16 bytes instead of 1 MiB: rows and characters cut at every place.
+    monkeypatch.setattr(fastcsv, "_READ_BYTES", 16)
 
 
 def grid_rows(plaintext: bytes) -> list[list[str]]:
@@ -49,19 +56,38 @@ def reference(data: bytes, **kwargs: object) -> tuple[list[str], str, list[list[
 
 
 def fast(
-    data: bytes, columns: list[str], encoding: str, size: int, step: int, **kwargs: object
+    data: bytes,
+    columns: list[str],
+    encoding: str,
+    size: int,
+    step: int,
+    *,
+    small: bool = False,
+    **kwargs: object,
 ) -> tuple[FastBlocks | None, list[list[str]]]:
+    """The fast path's rows; ``small``: tiny blocks and tiny reads, so that blocks close
+    and reads end at every possible place (the defaults hide those in 1 MiB reads)."""
+    has_header = bool(kwargs.get("has_header", True))
+    delimiter = str(kwargs.get("delimiter", ","))
+    limits: CsvLimits = kwargs.get("limits", CsvLimits())  # type: ignore[assignment]
     reader = open_fast_blocks(
         chunked(data, size),
         columns=columns,
         encoding=encoding,
-        has_header=bool(kwargs.get("has_header", True)),
-        delimiter=str(kwargs.get("delimiter", ",")),
-        limits=kwargs.get("limits", CsvLimits()),  # type: ignore[arg-type]
+        has_header=has_header,
+        delimiter=delimiter,
+        limits=limits,
     )
     rows: list[list[str]] = []
     if reader is None:
         return None, rows
+    if small:
+        reader = FastBlocks(
+            chunked(data, size), delimiter=delimiter, width=len(columns), limits=limits,
+            block_rows=2, block_bytes=6,
+        )  # fmt: skip
+        if has_header:
+            assert reader.skip_header(columns)
     while (got := reader.read(step)) is not None:
         blocks, counts = got
         if not counts:
@@ -85,6 +111,8 @@ def check(
     reader, rows = fast(data, columns, encoding, size, step, **kwargs)
     if reader is None:
         return None
+    _, small_rows = fast(data, columns, encoding, size, step, small=True, **kwargs)
+    assert small_rows == rows
     assert rows == expected[: len(rows)]
     if reader.finished:
         assert not problem
