@@ -61,9 +61,9 @@ def fast(
     encoding: str,
     size: int,
     step: int,
+    kwargs: dict[str, object],
     *,
     small: bool = False,
-    **kwargs: object,
 ) -> tuple[FastBlocks | None, list[list[str]]]:
     """The fast path's rows; ``small``: tiny blocks and tiny reads, so that blocks close
     and reads end at every possible place (the defaults hide those in 1 MiB reads)."""
@@ -108,10 +108,10 @@ def check(
         columns, encoding, expected, problem = reference(data, **kwargs)
     except CsvDataError:
         return None  # the header is refused: the ingest fails before any fast path
-    reader, rows = fast(data, columns, encoding, size, step, **kwargs)
+    reader, rows = fast(data, columns, encoding, size, step, kwargs)
     if reader is None:
         return None
-    _, small_rows = fast(data, columns, encoding, size, step, small=True, **kwargs)
+    _, small_rows = fast(data, columns, encoding, size, step, kwargs, small=True)
     assert small_rows == rows
     assert rows == expected[: len(rows)]
     if reader.finished:
