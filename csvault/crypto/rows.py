@@ -320,8 +320,13 @@ class RowCipher:
             raise ValueError(
                 f"one count per block, and row numbers between 0 and {_MAX_ROW_NUMBER}"
             )
-        if any(p[:1] != _FORMAT_GRID_BYTE for p in plaintexts):
-            raise ValueError("seal_grid_blocks takes grid plaintexts only")
+        # Each block must say it holds as many rows (at least one) as its count: two
+        # blocks at one start would share a nonce.
+        if any(
+            p[:1] != _FORMAT_GRID_BYTE or c < 1 or int.from_bytes(p[1:5], "big") != c
+            for p, c in zip(plaintexts, counts, strict=True)
+        ):
+            raise ValueError("seal_grid_blocks takes grid plaintexts of their counts' rows")
         attempt, pack_ad, ad_prefix = self._attempt, self._block_ad_pack, self._block_ad_prefix
         ciphertexts = list(
             map(

@@ -272,3 +272,31 @@ def test_blocks_reject_a_size_readers_would_not_find(cipher: RowCipher, max_rows
 def test_blocks_refuse_lone_surrogates(cipher: RowCipher) -> None:
     with pytest.raises(UnicodeEncodeError):
         cipher.seal_blocks(1, [ROW, ["\ud800"]])
+
+
+def test_grid_blocks_made_elsewhere_seal_like_seal_blocks(cipher: RowCipher) -> None:
+    from csvault.crypto.rows import grid_block
+
+    blocks = [[ROW] * 3, [ROW], [["a", "b", "c", "d", "e", "f"]] * 2]
+    plaintexts = [grid_block(b) or b"" for b in blocks]
+    prefix, starts, ciphertexts = cipher.seal_grid_blocks(10, plaintexts, [3, 1, 2])
+    assert starts == [10, 13, 14]
+    opened = [cipher.decrypt_block(s, prefix + c) for s, c in zip(starts, ciphertexts, strict=True)]
+    assert opened == blocks
+    assert cipher.seal_grid_blocks(10, [], [])[1:] == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("plaintexts", "counts"),
+    [
+        ([b"\x02\x00\x00\x00\x02\x00\x00\x00\x01a\x00b"], [1]),  # says 2 rows, counted 1
+        ([b"\x02\x00\x00\x00\x00\x00\x00\x00\x01"], [0]),  # no rows: a start used twice
+        ([b"\x03\x00\x00\x00\x01\x00\x00\x00\x00"], [1]),  # not a grid
+        ([b"\x02\x00\x00\x00\x01\x00\x00\x00\x01a"], [1, 1]),  # counts do not match
+    ],
+)
+def test_grid_blocks_that_do_not_match_their_counts_are_refused(
+    cipher: RowCipher, plaintexts: list[bytes], counts: list[int]
+) -> None:
+    with pytest.raises(ValueError, match="count"):
+        cipher.seal_grid_blocks(1, plaintexts, counts)
