@@ -82,6 +82,17 @@ static int utf8_len(const unsigned char *p, const unsigned char *end) {
     return n;
 }
 
+/* Bytes to step over for the character at q (q < end): > 0, or -ROW_DECLINE for NUL
+ * and invalid UTF-8, -ROW_MORE for a character cut off by the end of the buffer. */
+static inline int char_step(const unsigned char *q, const unsigned char *end, int final) {
+    if (*q == 0) return -ROW_DECLINE;
+    if (*q < 0x80) return 1;
+    int n = utf8_len(q, end);
+    if (n == 0) return -ROW_DECLINE;
+    if (n < 0) return final ? -ROW_DECLINE : -ROW_MORE;
+    return n;
+}
+
 typedef struct {
     const unsigned char *buf;
     Py_ssize_t len;
@@ -105,13 +116,9 @@ static int parse_row(const in_t *in, Py_ssize_t *pos, out_t *o, int first_in_blo
             for (;;) {
                 const unsigned char *q = p;
                 while (q < end && *q != '"') {
-                    if (*q == 0) return ROW_DECLINE;
-                    if (*q >= 0x80) {
-                        int n = utf8_len(q, end);
-                        if (n == 0) return ROW_DECLINE;
-                        if (n < 0) return in->final ? ROW_DECLINE : ROW_MORE;
-                        q += n;
-                    } else q++;
+                    int n = char_step(q, end, in->final);
+                    if (n < 0) return -n;
+                    q += n;
                 }
                 if (out_reserve(o, (size_t)(q - p) + 1) < 0) return -1;
                 memcpy(o->data + o->size, p, (size_t)(q - p));
@@ -137,13 +144,10 @@ static int parse_row(const in_t *in, Py_ssize_t *pos, out_t *o, int first_in_blo
         } else {
             const unsigned char *q = p;
             while (q < end && *q != in->delim && *q != '\n' && *q != '\r') {
-                if (*q == '"' || *q == 0) return ROW_DECLINE;
-                if (*q >= 0x80) {
-                    int n = utf8_len(q, end);
-                    if (n == 0) return ROW_DECLINE;
-                    if (n < 0) return in->final ? ROW_DECLINE : ROW_MORE;
-                    q += n;
-                } else q++;
+                if (*q == '"') return ROW_DECLINE;
+                int n = char_step(q, end, in->final);
+                if (n < 0) return -n;
+                q += n;
             }
             if (q >= end && !in->final) return ROW_MORE;
             if (out_reserve(o, (size_t)(q - p)) < 0) return -1;
