@@ -25,7 +25,8 @@
  *     followed by the delimiter, a line end or the end of the file;
  *   - every row has exactly `width` values, none longer than max_field bytes
  *     (the reader's limit counts characters, of which there are never more),
- *     no row longer than max_row bytes.
+ *     no row longer than max_row bytes, its line end included (the reader's
+ *     limit is on each physical line with its line end).
  *
  * Status: 0 = stopped at an incomplete row at the end of buf (call again with
  * more text) or after max_rows rows; 1 = declined at the row starting at the
@@ -167,6 +168,8 @@ static int parse_row(const in_t *in, Py_ssize_t *pos, out_t *o, int first_in_blo
             } else if (p < end && *p == '\n') {
                 p++;
             }
+            /* The reference reader's line limit counts the line end too. */
+            if (p - start > in->max_row) return ROW_DECLINE;
             break;
         }
         if (p >= end) { /* a delimiter was the last byte */
@@ -200,7 +203,8 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                           &max_field, &max_row, &max_rows, &block_rows, &block_bytes))
         return NULL;
     if (pos < 0 || pos > view.len || delim < 1 || delim > 127 || delim == '"' || delim == '\r' ||
-        delim == '\n' || width < 1 || width > 0x7fffffff || block_rows < 1 || max_rows < 0) {
+        delim == '\n' || width < 1 || width > 0x7fffffff || block_rows < 1 ||
+        block_rows > 0x7fffffff || block_bytes < 1 || max_rows < 0) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "parse: argument out of range");
         return NULL;

@@ -187,6 +187,11 @@ def test_a_row_it_is_not_sure_of_goes_to_the_reference_reader(data, size) -> Non
         (CsvLimits(max_field_bytes=3, max_line_chars=100), b"a\n123\n\xc3\xa9\xc3\xa9\n", 1),
         (CsvLimits(max_field_bytes=10, max_line_chars=8), b"a,b\n1,2\n1234,5678\n", 1),
         (CsvLimits(max_line_chars=6), b"a,b\n1,2\n" + b"1" * 20, 1),  # an unfinished long row
+        # A line exactly one character over the limit once its line end counts.
+        (CsvLimits(max_line_chars=5), b"a,b\n12,34\n", 0),
+        (CsvLimits(max_line_chars=5), b"a,b\r12,34\r", 0),
+        (CsvLimits(max_line_chars=5), b"a,b\r\n1,34\r\n", 0),
+        (CsvLimits(max_line_chars=5), b"a,b\n1,2\n12,345", 1),
     ],
 )
 def test_limits_are_left_to_the_reference_reader(limits, data, done) -> None:
@@ -195,6 +200,13 @@ def test_limits_are_left_to_the_reference_reader(limits, data, done) -> None:
         assert reader is not None
         assert reader.declined
         assert reader.rows_done == done
+
+
+@pytest.mark.parametrize("data", [b"a,b\n1,2\n12,34", b"a,b\r\n1,2\r\n1,\r\n"])
+def test_lines_at_the_limit_with_their_line_end_are_read(data) -> None:
+    reader = check(data, limits=CsvLimits(max_line_chars=5))
+    assert reader is not None
+    assert reader.finished
 
 
 def test_it_is_not_used_for_what_it_does_not_read() -> None:
