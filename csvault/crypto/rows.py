@@ -52,7 +52,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Sequence
-from itertools import accumulate, chain
+from itertools import accumulate, chain, repeat
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -203,7 +203,6 @@ class RowCipher:
     """
 
     __slots__ = (
-        "_ad_pack",
         "_ad_prefix",
         "_attempt",
         "_attempt_bytes",
@@ -229,10 +228,9 @@ class RowCipher:
         self._blob_header = _VERSION_BYTE + self._attempt_bytes
         self._ad_prefix = _AD_PREFIX + dataset_id.bytes
         self._attempt = attempt
-        # ad_prefix || row_number (8 bytes BE) in one C call.
-        self._ad_pack = struct.Struct(f">{len(self._ad_prefix)}sQ").pack
         self._block_header = _BLOCK_VERSION_BYTE + self._attempt_bytes
         self._block_ad_prefix = _BLOCK_AD_PREFIX + dataset_id.bytes
+        # block_ad_prefix || first row number (8 bytes BE) in one C call.
         self._block_ad_pack = struct.Struct(f">{len(self._block_ad_prefix)}sQ").pack
 
     def encrypt(self, row_number: int, values: Sequence[str]) -> bytes:
@@ -291,16 +289,9 @@ class RowCipher:
         text_per_row = sum(map(len, map("\x00".join, sample))) / len(sample) + 1
         per = max(1, min(max_rows, int(target_bytes // text_per_row)))
         starts = range(first_row_number, last + 1, per)
-        attempt, encrypt, pack_ad = self._attempt, self._encrypt, self._block_ad_pack
-        ad_prefix = self._block_ad_prefix
-        ciphertexts = []
-        for offset, start in zip(range(0, count, per), starts, strict=True):
-            block = rows[offset : offset + per]
-            plaintext = grid_block(block) or _serialize_row_list(block)
-            ciphertexts.append(
-                encrypt(_NONCE.pack(attempt, start), plaintext, pack_ad(ad_prefix, start))
-            )
-        return self._block_header, starts, ciphertexts
+        blocks = (rows[offset : offset + per] for offset in range(0, count, per))
+        plaintexts = [grid_block(block) or _serialize_row_list(block) for block in blocks]
+        return self._block_header, starts, self._seal(starts, plaintexts)
 
     def seal_grid_blocks(
         self, first_row_number: int, plaintexts: Sequence[bytes], counts: Sequence[int]
@@ -327,16 +318,13 @@ class RowCipher:
             for p, c in zip(plaintexts, counts, strict=True)
         ):
             raise ValueError("seal_grid_blocks takes grid plaintexts of their counts' rows")
-        attempt, pack_ad, ad_prefix = self._attempt, self._block_ad_pack, self._block_ad_prefix
-        ciphertexts = list(
-            map(
-                self._encrypt,
-                (_NONCE.pack(attempt, start) for start in starts),
-                plaintexts,
-                (pack_ad(ad_prefix, start) for start in starts),
-            )
-        )
-        return self._block_header, starts, ciphertexts
+        return self._block_header, starts, self._seal(starts, plaintexts)
+
+    def _seal(self, starts: Sequence[int], plaintexts: Sequence[bytes]) -> list[bytes]:
+        """AES-256-GCM of each block plaintext under its start's nonce and associated data."""
+        nonces = map(_NONCE.pack, repeat(self._attempt), starts)
+        associated = map(self._block_ad_pack, repeat(self._block_ad_prefix), starts)
+        return list(map(self._encrypt, nonces, plaintexts, associated))
 
     def decrypt_block(
         self, first_row_number: int, blob: bytes | bytearray | memoryview

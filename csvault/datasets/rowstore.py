@@ -49,12 +49,6 @@ _PG_COPY_TRAILER = struct.pack(">h", -1)
 _PG_TUPLE_FIXED = struct.Struct(">hi16si")
 
 
-def pg_tuple_prefix(dataset_id: uuid.UUID) -> bytes:
-    """The constant start of every COPY tuple of one dataset: field count, the uuid
-    field, the int8 length; the row number and the blob follow."""
-    return _PG_TUPLE_FIXED.pack(3, 16, dataset_id.bytes, 8)
-
-
 def pg_binary_copy_tuples(
     dataset_id: uuid.UUID,
     row_numbers: Iterable[int],
@@ -68,7 +62,7 @@ def pg_binary_copy_tuples(
     ``map``/``zip``, build the whole piece: no Python bytecode runs per tuple, and
     each blob is copied once, straight into the stream.
     """
-    fixed = pg_tuple_prefix(dataset_id)
+    fixed = _PG_TUPLE_FIXED.pack(3, 16, dataset_id.bytes, 8)
     head = struct.Struct(f">qi{len(blob_prefix)}s").pack
     lengths = map(len(blob_prefix).__add__, map(len, ciphertexts))
     heads = map(head, row_numbers, lengths, repeat(blob_prefix))
