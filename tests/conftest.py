@@ -50,9 +50,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         except redis.RedisError as exc:
             problems.append(f"Redis broker unreachable: {exc}")
     if "native" in expected:
-        import importlib.util
+        from csvault.datasets.fastcsv import FAST_AVAILABLE
 
-        if importlib.util.find_spec("csvault.datasets._csvblocks") is None:
+        if not FAST_AVAILABLE:
             problems.append("the C fast path csvault.datasets._csvblocks is not built (needs gcc)")
     if "clamd" in expected:
         from csvault.scanning import ScannerUnavailable, get_scanner
