@@ -2,8 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-install when the dependencies or the C accelerator change.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py csvault/datasets/_csvblocks.c | sha1sum | cut -c1-12)
+# Re-install when the dependencies or the C fast path change.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py csvault/csvio/_csvblocks.c | sha1sum | cut -c1-12)
 PORT ?= 8000
 HOST ?= 127.0.0.1
 export PORT HOST
@@ -12,7 +12,7 @@ export PORT HOST
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py csvault/datasets/_csvblocks.c
+$(STAMP): pyproject.toml setup.py csvault/csvio/_csvblocks.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "csvault needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -50,6 +50,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 	@if command -v promtool >/dev/null; then \
 	  promtool check rules deploy/prometheus/alerts.yml && promtool test rules deploy/prometheus/alerts.test.yml; \
 	else echo "promtool not installed: alert rules not checked (see docs/operations.md)"; fi
@@ -59,7 +60,7 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache build csvault/datasets/_csvblocks.*.so
+	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache build csvault/csvio/_csvblocks.*.so
 
 ## the ingest benchmark against PostgreSQL + Redis (see bench/README.md); BENCH_ARGS="--rows 100000"
 .PHONY: bench

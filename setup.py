@@ -1,6 +1,6 @@
 """Build the optional C fast path of the ingest (everything else is in pyproject.toml).
 
-``csvault.datasets._csvblocks`` (csvault/datasets/_csvblocks.c) needs a C compiler
+``csvault.csvio._csvblocks`` (csvault/csvio/_csvblocks.c) needs a C compiler
 (Debian: ``gcc``) and Python's headers. If it cannot be built the install still
 succeeds and the ingest reads every file with the reference Python reader (same
 rows, slower); ``make bench`` says which one ran. ``CSVAULT_REQUIRE_NATIVE=1`` makes a
@@ -23,7 +23,7 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # no compiler / headers: fall back to Python
             if REQUIRED:
                 raise
-            print(f"csvault: C accelerator not built ({exc}); using the Python path")
+            print(f"csvault: C fast path not built ({exc}); using the reference reader")
 
     def build_extension(self, ext: Extension) -> None:
         for path in {
@@ -41,14 +41,14 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:
             if REQUIRED:
                 raise
-            print(f"csvault: C accelerator not built ({exc}); using the Python path")
+            print(f"csvault: C fast path not built ({exc}); using the reference reader")
 
 
 setup(
     ext_modules=[
         Extension(
-            "csvault.datasets._csvblocks",
-            ["csvault/datasets/_csvblocks.c"],
+            "csvault.csvio._csvblocks",
+            ["csvault/csvio/_csvblocks.c"],
             extra_compile_args=["-O2"],
         )
     ],

@@ -7,7 +7,7 @@ in seconds. On one cached bench CSV (see ``ingest_bench.py``) it times, each
 stage including the ones before it:
 
 1. ``decrypt``  - the stored file's AEAD stream (64 KiB segments);
-2. ``parse``    - + ``CsvStream.batches`` (strict UTF-8, csv.reader, widths);
+2. ``parse``    - + ``CsvStream.read_rows`` (strict UTF-8, csv.reader, widths);
 3. ``seal``     - + ``RowCipher.seal_blocks`` (serialise blocks of rows, AES-256-GCM);
 4. ``frame``    - + the binary COPY tuples (``RowBatch.add_rows``, what the ingest runs);
 
@@ -40,10 +40,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _batches(stream: Any, size: int) -> Iterator[list[list[str]]]:
+    """The rows of an open CSV stream, ``size`` at a time (as the ingest reads them)."""
+    while rows := stream.read_rows(size):
+        yield rows
 
 
 def _rss_mb() -> float:
@@ -77,8 +84,8 @@ def _timed(label: str, rows: int, fn: Callable[[], object], repeat: int) -> floa
 def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> None:
     from csvault.crypto.rows import RowCipher
     from csvault.crypto.stream import StreamEncryptor, decrypt_stream
-    from csvault.datasets.csvreader import open_csv
-    from csvault.datasets.rowstore import rows_batch
+    from csvault.csvio.reader import open_csv
+    from csvault.pipeline.rowstore import rows_batch
 
     key, dataset = secrets.token_bytes(32), uuid.uuid4()
     encryptor = StreamEncryptor(key, dataset)
@@ -94,18 +101,18 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
             pass
 
     def parse() -> None:
-        for _ in open_csv(chunks()).batches(batch):
+        for _ in _batches(open_csv(chunks()), batch):
             pass
 
     def seal() -> None:
         first = 1
-        for part in open_csv(chunks()).batches(batch):
+        for part in _batches(open_csv(chunks()), batch):
             cipher.seal_blocks(first, part)
             first += len(part)
 
     def frame() -> None:
         pending = rows_batch(dataset_id=dataset, first_row_number=1)
-        for part in open_csv(chunks()).batches(batch):
+        for part in _batches(open_csv(chunks()), batch):
             pending.add_rows(cipher, part)
             if pending.count >= 20_000:  # as the ingest's batches, to bound memory
                 following = pending.first_row_number + pending.count
@@ -132,9 +139,10 @@ def pg_side(csv_file: Path, rows: int) -> None:
     and a plain table without any index; CPU of the backend from /proc."""
     from django.db import connection
 
-    from csvault.crypto.rows import BLOCK_MAX_ROWS, RowCipher
-    from csvault.datasets.csvreader import open_csv
-    from csvault.datasets.rowstore import (
+    from csvault.crypto.rows import RowCipher
+    from csvault.csvio.blocks import BLOCK_MAX_ROWS
+    from csvault.csvio.reader import open_csv
+    from csvault.pipeline.rowstore import (
         _PG_COPY_HEADER,
         _PG_COPY_TRAILER,
         pg_binary_copy_tuples,
@@ -146,7 +154,7 @@ def pg_side(csv_file: Path, rows: int) -> None:
         cipher = RowCipher(secrets.token_bytes(32), dataset, 1)
         parts, first = [_PG_COPY_HEADER], 1
         with open(csv_file, "rb") as fh:
-            for part in open_csv(iter(lambda: fh.read(1 << 20), b"")).batches(4096):
+            for part in _batches(open_csv(iter(lambda: fh.read(1 << 20), b"")), 4096):
                 prefix, starts, ciphertexts = cipher.seal_blocks(first, part, max_rows=max_rows)
                 parts.append(pg_binary_copy_tuples(dataset, starts, prefix, ciphertexts))
                 first += len(part)
@@ -241,11 +249,12 @@ def in_process(csv_file: Path, rows: int) -> None:
     from django.core.management import call_command
     from rest_framework.test import APIClient
 
-    from csvault.datasets import tasks
-    from csvault.datasets.ingest import dataset_ingest
     from csvault.datasets.models import Dataset
-    from csvault.datasets.scan import dataset_scan
-    from csvault.datasets.services import dataset_delete, dataset_purge
+    from csvault.datasets.services import dataset_delete
+    from csvault.pipeline import tasks
+    from csvault.pipeline.ingest import dataset_ingest
+    from csvault.pipeline.purge import dataset_purge
+    from csvault.pipeline.scan import dataset_scan
     from csvault.scanning import get_scanner
 
     call_command("migrate", "--noinput", verbosity=0)

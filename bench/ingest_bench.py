@@ -1422,9 +1422,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def fast_csv_state(env: dict[str, str]) -> str:
-    """Whether the worker will parse with the C fast path (csvault/datasets/_csvblocks.c)."""
+    """Whether the worker will parse with the C fast path (csvault/csvio/_csvblocks.c)."""
     built = subprocess.run(
-        [str(BIN / "python"), "-c", "import csvault.datasets._csvblocks"],
+        [str(BIN / "python"), "-c", "import csvault.csvio._csvblocks"],
         capture_output=True,
         check=False,
     )

@@ -9,7 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("csvault")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# The tasks live in the worker pipeline, which is not a Django app of its own.
+app.autodiscover_tasks(["csvault.pipeline"])
 
 #: Task name -> queue suffix. Scans and ingests have their own queues so that
 #: workers can be scaled per stage and a long ingest never delays a scan.

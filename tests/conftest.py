@@ -50,10 +50,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         except redis.RedisError as exc:
             problems.append(f"Redis broker unreachable: {exc}")
     if "native" in expected:
-        from csvault.datasets.fastcsv import FAST_AVAILABLE
+        from csvault.csvio.fastcsv import FAST_AVAILABLE
 
         if not FAST_AVAILABLE:
-            problems.append("the C fast path csvault.datasets._csvblocks is not built (needs gcc)")
+            problems.append("the C fast path csvault.csvio._csvblocks is not built (needs gcc)")
     if "clamd" in expected:
         from csvault.scanning import ScannerUnavailable, get_scanner
 
@@ -140,8 +140,8 @@ def ingest(response: Any) -> Any:
     The scan uses the configured scanner (clamd in CI's PostgreSQL run, the built-in
     matcher in embedded mode); the ingest runs only if the verdict was clean.
     """
-    from csvault.datasets.ingest import dataset_ingest
-    from csvault.datasets.scan import dataset_scan
+    from csvault.pipeline.ingest import dataset_ingest
+    from csvault.pipeline.scan import dataset_scan
 
     assert response.status_code == 201, response.content
     dataset_id = response.json()["id"]

@@ -19,7 +19,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,11 @@ def _probe_scanner() -> Any:
     return get_scanner()
 
 
+#: Scrape-time gauges of the apps above core, by part name (the datasets app registers
+#: its gauges in its AppConfig.ready()): each yields metric families or raises.
+STATE_PARTS: dict[str, Callable[[], Iterable[GaugeMetricFamily]]] = {}
+
+
 class StateCollector(Collector):
     """Gauges computed at scrape time from the database, the broker and the scanner.
 
@@ -165,7 +170,7 @@ class StateCollector(Collector):
             labels=["part"],
         )
         for part, produce in (
-            ("datasets", self._datasets),
+            *STATE_PARTS.items(),
             ("queues", self._queues),
             ("scanner", self._scanner),
         ):
@@ -176,34 +181,6 @@ class StateCollector(Collector):
                 logger.warning("metrics: %s unavailable: %s", part, type(exc).__name__)
                 errors.add_metric([part], 1)
         yield errors
-
-    def _datasets(self) -> Iterator[GaugeMetricFamily]:
-        from django.db.models import Count, Min
-        from django.db.models.functions import Coalesce
-        from django.utils import timezone
-
-        from csvault.datasets.models import FINAL_STATUSES, Dataset, DatasetStatus
-
-        rows = Dataset.objects.values("status").annotate(
-            n=Count("id"), oldest=Min(Coalesce("heartbeat_at", "created_at"))
-        )
-        by_status = {row["status"]: row for row in rows}
-        count = GaugeMetricFamily("csvault_datasets", "Datasets by status.", labels=["status"])
-        age = GaugeMetricFamily(
-            "csvault_datasets_oldest_activity_age_seconds",
-            "Non-final statuses: seconds since the least recent heartbeat (or upload) "
-            "among datasets in that status; 0 when there are none.",
-            labels=["status"],
-        )
-        now = timezone.now()
-        for status in DatasetStatus.values:
-            row = by_status.get(status)
-            count.add_metric([status], row["n"] if row else 0)
-            if status not in FINAL_STATUSES:
-                oldest = row["oldest"] if row else None
-                age.add_metric([status], (now - oldest).total_seconds() if oldest else 0.0)
-        yield count
-        yield age
 
     def _queues(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(

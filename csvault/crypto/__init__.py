@@ -1,6 +1,8 @@
-"""Encryption for csvault: master keyring, per-row AEAD blobs, and segmented file streams.
+"""Encryption for csvault: the master keyring (``keyring``), rows sealed in AES-256-GCM
+blocks (``rows``) and segmented file streams (``stream``).
 
-Pure code with no Django dependency; settings glue lives elsewhere.
+Pure code with no Django dependency (``make lint`` checks); which master keys a process
+uses is configured in csvault.datasets.keys.
 """
 
 from csvault.crypto.keyring import (

@@ -29,22 +29,8 @@ row number is encrypted once (starts one block at most). Hence no ``(key, nonce)
 is ever used for two different plaintexts. Anything that re-processes rows, such as a
 retried task, must therefore start a new attempt.
 
-Row plaintext (version 1; inside the ciphertext, so it is authenticated) starts with a
-format byte:
-
-* ``0x00`` - the UTF-8 encoding of ``"\\x00".join(values)``. Used when there is at least
-  one value and no value contains NUL, i.e. almost always.
-* ``0x01`` - general form for anything else (the empty list, values containing NUL): a
-  4-byte big-endian value count, one 4-byte big-endian length per value (in code points),
-  then the UTF-8 encoding of the concatenated values.
-
-Block plaintext (version 2) starts with a format byte too:
-
-* ``0x02`` - "grid": row count and width (4 bytes BE each), then the UTF-8 encoding of
-  every value of every row joined with NUL. Used when the rows have one width >= 1 and no
-  value contains NUL - every block of a CSV file, whose reader refuses NUL and ragged rows.
-* ``0x03`` - "row list": row count (4 bytes BE), the byte length of each row's version-1
-  plaintext (4 bytes BE each), then those plaintexts one after the other.
+The plaintexts inside (a row's values, a block's rows) are defined in
+csvault.csvio.blocks; they are inside the ciphertext, so they are authenticated.
 """
 
 from __future__ import annotations
@@ -52,46 +38,37 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Sequence
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, repeat
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from csvault.crypto.keyring import derive_subkey
+from csvault.csvio.blocks import (
+    BLOCK_FORMATS,
+    BLOCK_MAX_ROWS,
+    BLOCK_TARGET_BYTES,
+    UnknownFormat,
+    block_rows,
+    grid_block,
+    grid_row_count,
+    row_list_block,
+    row_plaintext,
+    row_values,
+)
 
-__all__ = [
-    "BLOCK_MAX_ROWS",
-    "BLOCK_TARGET_BYTES",
-    "ROW_FORMAT_VERSION",
-    "RowCipher",
-    "RowDecryptError",
-    "grid_block",
-]
+__all__ = ["ROW_FORMAT_VERSION", "RowCipher", "RowDecryptError"]
 
 ROW_FORMAT_VERSION = 1
 BLOCK_FORMAT_VERSION = 2
 _VERSION_BYTE = bytes([ROW_FORMAT_VERSION])
 _BLOCK_VERSION_BYTE = bytes([BLOCK_FORMAT_VERSION])
-# A block holds at most this many rows (readers look this far back for a row's block)
-# and aims at this much text: tuples stay well under PostgreSQL's 8 KB page, stored
-# inline and uncompressed (see the toast_tuple_target migration).
-BLOCK_MAX_ROWS = 64
-BLOCK_TARGET_BYTES = 4096
 _BLOCK_AD_PREFIX = b"csvault/rows/v2|"
 _HEADER_SIZE = 1 + 4
 _TAG_SIZE = 16
 _AD_PREFIX = b"csvault/row/v1|"
 _KDF_INFO = b"csvault/rows/v1"
 
-_FORMAT_SEPARATED = 0x00
-_FORMAT_SEPARATED_BYTE = bytes([_FORMAT_SEPARATED])
-_FORMAT_COUNTED = 0x01
-_FORMAT_COUNTED_BYTE = bytes([_FORMAT_COUNTED])
-_FORMAT_GRID = 0x02
-_FORMAT_GRID_BYTE = bytes([_FORMAT_GRID])
-_FORMAT_ROW_LIST = 0x03
-_BLOCK_GRID = struct.Struct(">BII")  # format byte, row count, width
-_U32 = struct.Struct(">I")
 # attempt (4 bytes BE) || row_number (8 bytes BE), packed in C for a whole batch.
 _NONCE = struct.Struct(">IQ")
 _MAX_ATTEMPT = 2**32 - 1
@@ -103,90 +80,6 @@ class RowDecryptError(Exception):
 
     The message names the row number only; it never contains plaintext.
     """
-
-
-def _serialize_counted(values: Sequence[str]) -> bytes:
-    lengths = [len(value) for value in values]
-    header = struct.pack(f">I{len(lengths)}I", len(lengths), *lengths)
-    return _FORMAT_COUNTED_BYTE + header + "".join(values).encode("utf-8")
-
-
-def _deserialize_counted(plaintext: bytes) -> list[str]:
-    # Called only on authenticated plaintext, but still checked so that a bug can never
-    # turn into silently wrong values.
-    if len(plaintext) < 5:
-        raise ValueError("counted row is too short")
-    (count,) = _U32.unpack_from(plaintext, 1)
-    text_start = 5 + 4 * count
-    if len(plaintext) < text_start:
-        raise ValueError("counted row header is truncated")
-    lengths = struct.unpack_from(f">{count}I", plaintext, 5)
-    text = plaintext[text_start:].decode("utf-8")
-    if sum(lengths) != len(text):
-        raise ValueError("counted row lengths do not match its text")
-    values: list[str] = []
-    position = 0
-    for length in lengths:
-        values.append(text[position : position + length])
-        position += length
-    return values
-
-
-class _UnknownEncoding(ValueError):
-    """A plaintext whose format byte this version does not know."""
-
-
-def _serialize_row(values: Sequence[str]) -> bytes:
-    """One row's plaintext: the NUL-separated format, or the counted one when needed."""
-    # NUL-separated is unambiguous only if no value contains NUL; a plain join plus a
-    # membership test (both C loops) checks that faster than any per-value loop.
-    if values and "\x00" not in "".join(values):
-        return _FORMAT_SEPARATED_BYTE + "\x00".join(values).encode("utf-8")
-    return _serialize_counted(values)
-
-
-def _deserialize_row(plaintext: bytes) -> list[str]:
-    if plaintext[0] == _FORMAT_SEPARATED:
-        return plaintext[1:].decode("utf-8").split("\x00")
-    if plaintext[0] == _FORMAT_COUNTED:
-        return _deserialize_counted(plaintext)
-    raise _UnknownEncoding(plaintext[0])
-
-
-def grid_block(rows: Sequence[Sequence[str]]) -> bytes | None:
-    """The "grid" block plaintext of ``rows``, or None if it cannot hold them (rows of
-    different widths, a width of 0, a value containing NUL, or no rows)."""
-    widths = set(map(len, rows))
-    if len(widths) != 1 or 0 in widths:
-        return None
-    (width,) = widths
-    # One join, and on the way back one split. With equal widths, exactly
-    # rows * width - 1 NULs in the joined text prove that no value holds one.
-    text = "\x00".join(chain.from_iterable(rows))
-    if text.count("\x00") != len(rows) * width - 1:
-        return None
-    return _BLOCK_GRID.pack(_FORMAT_GRID, len(rows), width) + text.encode("utf-8")
-
-
-def _serialize_row_list(rows: Sequence[Sequence[str]]) -> bytes:
-    """A block's general plaintext: the row count, each row's plaintext length, then
-    the rows' plaintexts (:func:`_serialize_row`) one after the other."""
-    parts = list(map(_serialize_row, rows))
-    header = struct.pack(f">BI{len(parts)}I", _FORMAT_ROW_LIST, len(parts), *map(len, parts))
-    return header + b"".join(parts)
-
-
-def _deserialize_row_list(plaintext: bytes) -> list[list[str]]:
-    (count,) = _U32.unpack_from(plaintext, 1)
-    lengths = struct.unpack_from(f">{count}I", plaintext, 5)
-    position = 5 + 4 * count
-    if count < 1 or position + sum(lengths) != len(plaintext):
-        raise ValueError("row list lengths do not match the block")
-    rows = []
-    for length in lengths:
-        rows.append(_deserialize_row(plaintext[position : position + length]))
-        position += length
-    return rows
 
 
 class RowCipher:
@@ -249,7 +142,7 @@ class RowCipher:
                 f"row number must be between 0 and {_MAX_ROW_NUMBER}, got {row_number}"
             ) from None
         return self._blob_header + self._encrypt(
-            self._attempt_bytes + row_bytes, _serialize_row(values), self._ad_prefix + row_bytes
+            self._attempt_bytes + row_bytes, row_plaintext(values), self._ad_prefix + row_bytes
         )
 
     def seal_blocks(
@@ -290,7 +183,7 @@ class RowCipher:
         per = max(1, min(max_rows, int(target_bytes // text_per_row)))
         starts = range(first_row_number, last + 1, per)
         blocks = (rows[offset : offset + per] for offset in range(0, count, per))
-        plaintexts = [grid_block(block) or _serialize_row_list(block) for block in blocks]
+        plaintexts = [grid_block(block) or row_list_block(block) for block in blocks]
         return self._block_header, starts, self._seal(starts, plaintexts)
 
     def seal_grid_blocks(
@@ -313,10 +206,7 @@ class RowCipher:
             )
         # Each block must say it holds as many rows (at least one) as its count: two
         # blocks at one start would share a nonce.
-        if any(
-            p[:1] != _FORMAT_GRID_BYTE or c < 1 or int.from_bytes(p[1:5], "big") != c
-            for p, c in zip(plaintexts, counts, strict=True)
-        ):
+        if any(c < 1 or grid_row_count(p) != c for p, c in zip(plaintexts, counts, strict=True)):
             raise ValueError("seal_grid_blocks takes grid plaintexts of their counts' rows")
         return self._block_header, starts, self._seal(starts, plaintexts)
 
@@ -359,18 +249,12 @@ class RowCipher:
                 f"{where}: authentication failed (wrong key, dataset or row number, "
                 "or the blob was altered)"
             ) from None
+        if plaintext[0] not in BLOCK_FORMATS:
+            raise RowDecryptError(f"{where}: unknown block encoding {plaintext[0]}")
         try:
-            if plaintext[0] == _FORMAT_GRID:
-                _, count, width = _BLOCK_GRID.unpack_from(plaintext)
-                values = plaintext[_BLOCK_GRID.size :].decode("utf-8").split("\x00")
-                if count < 1 or width < 1 or len(values) != count * width:
-                    raise ValueError("grid block does not match its shape")
-                return [values[i : i + width] for i in range(0, len(values), width)]
-            if plaintext[0] == _FORMAT_ROW_LIST:
-                return _deserialize_row_list(plaintext)
+            return block_rows(plaintext)
         except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
             raise RowDecryptError(f"{where}: decrypted block is malformed") from None
-        raise RowDecryptError(f"{where}: unknown block encoding {plaintext[0]}")
 
     def decrypt(self, row_number: int, blob: bytes | bytearray | memoryview) -> list[str]:
         """Decrypt a blob written by :meth:`encrypt` for the same dataset and row number.
@@ -404,8 +288,8 @@ class RowCipher:
                 "or the blob was altered)"
             ) from None
         try:
-            return _deserialize_row(plaintext)
-        except _UnknownEncoding:
+            return row_values(plaintext)
+        except UnknownFormat:
             raise RowDecryptError(
                 f"row {row_number}: unknown row encoding {plaintext[0]}"
             ) from None

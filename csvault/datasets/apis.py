@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from django.core.cache import cache
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,19 +22,19 @@ from rest_framework.views import APIView
 from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
 from csvault.core.errors import UploadRejected
-from csvault.datasets.cache import TTL_SECONDS, list_cache_key
+from csvault.datasets.events import progress_events
 from csvault.datasets.export import dataset_export, export_response, parse_export_format
 from csvault.datasets.models import Dataset
 from csvault.datasets.quotas import quota_check
-from csvault.datasets.reads import (
-    dataset_detail_read,
-    dataset_progress_read,
-    dataset_rows_read,
-    detail_payload,
-    open_payload,
-    progress_events,
+from csvault.datasets.selectors import (
+    dataset_by_idempotency_key,
+    dataset_detail,
+    dataset_get,
+    dataset_list,
+    dataset_list_page,
+    dataset_progress_cached,
+    dataset_row_page,
 )
-from csvault.datasets.selectors import dataset_get, dataset_list
 from csvault.datasets.serializers import (
     DatasetSerializer,
     DatasetUploadSerializer,
@@ -43,7 +44,6 @@ from csvault.datasets.serializers import (
 )
 from csvault.datasets.services import (
     IdempotentReplay,
-    dataset_by_idempotency_key,
     dataset_cancel,
     dataset_create,
     dataset_delete,
@@ -60,17 +60,20 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
 
     @extend_schema(responses=DatasetSerializer(many=True))
     def get(self, request: Request) -> Response:
-        key = list_cache_key(
-            request.user.pk or 0,
-            request.query_params.get("cursor", ""),
-            request.query_params.get("page_size", ""),
+        def paginate(
+            datasets: QuerySet[Dataset], item: Callable[[Dataset], dict[str, Any]]
+        ) -> dict[str, Any]:
+            page = self.paginate_queryset(datasets) or []
+            return dict(self.get_paginated_response([item(d) for d in page]).data)
+
+        return Response(
+            dataset_list_page(
+                owner=request.user,  # type: ignore[arg-type]
+                cursor=request.query_params.get("cursor", ""),
+                page_size=request.query_params.get("page_size", ""),
+                paginate=paginate,
+            )
         )
-        body = cache.get(key)
-        if body is None:
-            page = self.paginate_queryset(self.get_queryset()) or []
-            body = dict(self.get_paginated_response([detail_payload(d) for d in page]).data)
-            cache.set(key, body, TTL_SECONDS)
-        return Response({**body, "results": [open_payload(item) for item in body["results"]]})
 
     @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
     def post(self, request: Request) -> Response:
@@ -135,7 +138,7 @@ def _declared_length(request: Request) -> int:
 class DatasetDetailApi(APIView):
     @extend_schema(responses=DatasetSerializer)
     def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
-        return Response(dataset_detail_read(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
+        return Response(dataset_detail(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, dataset_id: str) -> Response:
@@ -148,7 +151,7 @@ class DatasetDetailApi(APIView):
 class DatasetProgressApi(APIView):
     @extend_schema(responses=ProgressSerializer)
     def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
-        return Response(dataset_progress_read(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
+        return Response(dataset_progress_cached(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
 
 
 class StreamingApi(APIView):
@@ -187,7 +190,7 @@ class DatasetEventsApi(StreamingApi):
     )
     def get(self, request: Request, dataset_id: uuid.UUID) -> StreamingHttpResponse:
         owner = request.user
-        dataset_progress_read(owner=owner, dataset_id=dataset_id)  # type: ignore[arg-type]  # 404s now
+        dataset_progress_cached(owner=owner, dataset_id=dataset_id)  # type: ignore[arg-type]  # 404s now
         response = StreamingHttpResponse(
             progress_events(owner=owner, dataset_id=dataset_id),  # type: ignore[arg-type]
             content_type="text/event-stream",
@@ -218,7 +221,7 @@ class DatasetRowsApi(APIView):
         query = RowsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        page = dataset_rows_read(
+        page = dataset_row_page(
             owner=request.user,  # type: ignore[arg-type]
             dataset_id=dataset_id,  # type: ignore[arg-type]
             after=after,

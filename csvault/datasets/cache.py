@@ -4,10 +4,10 @@ Keys carry the owner's id and the dataset's id, so what one user warmed is never
 served to another. Values hold metadata and progress only: the header names stay
 encrypted in the cache (their ciphertext and the master key id; the wrapped data
 key that opens them never enters the cache); rows are never cached. Every write
-to a dataset goes through
-``Dataset.objects.for_write(id)``, whose ``update()`` clears that dataset's keys
-after commit, gives it a new generation (see below) and moves the owner's list
-version on. With the cache down
+to a dataset goes through ``dataset_update`` (update.py), which calls
+:func:`dataset_changed`: that clears the dataset's keys (again after commit),
+gives it a new generation (see below) and moves the owner's list version on.
+The readers are the selectors (selectors.py). With the cache down
 (django-redis ignores its errors) reads fall through to the database.
 """
 
@@ -17,12 +17,13 @@ import base64
 import functools
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.cache import cache
 
-if TYPE_CHECKING:
-    from csvault.crypto.rows import RowCipher
+from csvault.crypto.rows import RowCipher
+from csvault.datasets.keys import HEADER_ROW, get_keyring
+from csvault.datasets.models import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ _KINDS = ("detail", "progress")
 @functools.lru_cache(maxsize=4096)
 def _owner_of(dataset_id: str) -> int | None:
     # A dataset's owner never changes, so this memo is always right.
-    from csvault.datasets.models import Dataset
-
     return Dataset.objects.filter(id=dataset_id).values_list("owner_id", flat=True).first()
 
 
@@ -124,8 +123,6 @@ def seal_columns(dataset: Any) -> dict[str, str] | None:
 
 @functools.lru_cache(maxsize=1024)
 def _wrapped_key(dataset_id: str, key_id: str) -> bytes:
-    from csvault.datasets.models import Dataset
-
     wrapped = (
         Dataset.objects.filter(id=dataset_id, key_id=key_id, deleted_at__isnull=True)
         .values_list("wrapped_key", flat=True)
@@ -147,10 +144,6 @@ def open_sealed(
     is no header yet or the dataset was deleted meanwhile."""
     if not sealed:
         return None
-    from csvault.crypto.active import get_keyring
-    from csvault.crypto.rows import RowCipher
-    from csvault.datasets.keys import HEADER_ROW
-
     try:
         wrapped = _wrapped_key(str(dataset_id), sealed["key_id"])
     except _Shredded:

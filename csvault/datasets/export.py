@@ -46,6 +46,7 @@ from urllib.parse import quote
 from django.http import StreamingHttpResponse
 
 from csvault.core.errors import CsvaultError
+from csvault.core.filenames import visible_name
 from csvault.datasets.keys import dataset_columns
 from csvault.datasets.models import Dataset
 from csvault.datasets.selectors import dataset_rows_iter
@@ -173,11 +174,7 @@ def export_filename(name: str, export_format: ExportFormat) -> str:
     replaced; the stem is cut at 150 characters; an empty stem becomes
     ``dataset``.
     """
-    name = name.replace("/", "_").replace("\\", "_")
-    name = "".join(
-        ch for ch in name if unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Cn"}
-    )
-    name = name.strip().strip(".").strip()
+    name = visible_name(name.replace("/", "_").replace("\\", "_"))
     if name.lower().endswith(_STRIPPED_EXTENSIONS):
         name = name.rsplit(".", 1)[0].rstrip().rstrip(".")
     stem = name[:_MAX_STEM].rstrip() or "dataset"

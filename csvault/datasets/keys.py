@@ -1,12 +1,28 @@
-"""A dataset's data key and the ciphers built on it."""
+"""Keys: the master keyring this process is configured with, and a dataset's data key
+and the ciphers built on it."""
 
 from __future__ import annotations
 
-from csvault.crypto.active import get_keyring
+import functools
+
+from django.conf import settings
+
+from csvault.crypto.keyring import Keyring, parse_master_keys
 from csvault.crypto.rows import RowCipher
 from csvault.datasets.models import Dataset
 
 HEADER_ROW = 0  # the header is encrypted like a row, under row number 0
+
+
+@functools.lru_cache(maxsize=4)
+def _keyring_for(spec: str) -> Keyring:
+    return parse_master_keys(spec)
+
+
+def get_keyring() -> Keyring:
+    """The keyring of ``CSVAULT_MASTER_KEYS``; cached per spec, so settings overrides in
+    tests take effect."""
+    return _keyring_for(settings.CSVAULT_MASTER_KEYS)
 
 
 def dataset_data_key(dataset: Dataset) -> bytes:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 
 
 class DatasetStatus(models.TextChoices):
@@ -30,42 +29,15 @@ FINAL_STATUSES = frozenset(
 )
 
 
-class DatasetQuerySet(models.QuerySet["Dataset"]):
-    """``for_write(id)``: a queryset whose ``update()`` also clears that dataset's cached reads."""
-
-    _written_id: uuid.UUID | str | None = None
-
-    def for_write(self, dataset_id: uuid.UUID | str) -> DatasetQuerySet:
-        qs = self.filter(id=dataset_id)
-        qs._written_id = dataset_id
-        return qs
-
-    def _clone(self) -> DatasetQuerySet:
-        clone: DatasetQuerySet = super()._clone()  # type: ignore[misc]
-        clone._written_id = self._written_id
-        return clone
-
-    def update(self, **kwargs: Any) -> int:
-        updated = super().update(**kwargs)
-        if updated and self._written_id is not None:
-            from csvault.datasets.cache import dataset_changed
-
-            written = self._written_id
-            # Now, and again after commit (at once outside a transaction), so that
-            # no reader re-caches the old state in between.
-            dataset_changed(written)
-            transaction.on_commit(lambda: dataset_changed(written), using=self.db)
-        return updated
-
-
 class Dataset(models.Model):
     """One uploaded file and the state of its ingest.
 
     The id is a random UUID (never a guessable integer in URLs). The header
     names are stored encrypted (``columns_ciphertext``) like the rows; the file
     in storage is encrypted with the same per-dataset data key, which is kept
-    only wrapped by a master key (``key_id``). Status changes are conditional
-    UPDATEs from the expected previous status (see services and ingest).
+    only wrapped by a master key (``key_id``). Every write after creation goes
+    through ``dataset_update`` (csvault/datasets/update.py): a conditional UPDATE
+    from the expected previous state that also clears the cached reads.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -104,8 +76,6 @@ class Dataset(models.Model):
     # upload with the same key gets this dataset back instead of a second one.
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
 
-    objects = DatasetQuerySet.as_manager()
-
     class Meta:
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="dataset_owner_created"),
@@ -135,8 +105,8 @@ class ProcessedData(models.Model):
     """A block of consecutive rows of one dataset, AES-256-GCM encrypted.
 
     ``row_number`` is the block's first row; the block says how many rows it
-    holds (at most ``BLOCK_MAX_ROWS``; see csvault.crypto.rows and
-    ``rowstore.rows_read``). The composite primary key (dataset, row_number)
+    holds (at most ``BLOCK_MAX_ROWS``; see csvault.csvio.blocks and
+    ``csvault.pipeline.rowstore.rows_read``). The composite primary key (dataset, row_number)
     makes a replayed batch unable to store its blocks twice, and an ingest
     resumes after the last committed row, so blocks never overlap.
     """

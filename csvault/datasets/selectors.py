@@ -1,25 +1,42 @@
-"""Selectors that read datasets; every one is scoped to the owner."""
+"""Every read of datasets, scoped to the owner, with the cache behind the hot ones.
+
+The API views call these and know neither cache keys nor TTLs. Detail, progress
+and the owner's list answer from the cache when it holds a value of the
+dataset's current generation (cache.py: what is stored, and how
+``dataset_update`` clears it); on a miss they read the database, which also
+enforces ownership, and fill the cache. Row pages take owner, status and key
+from the cached detail and then read the rows in one query.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
-from django.utils import timezone
 
 from csvault.core.errors import NotReady
 from csvault.crypto.rows import RowCipher
+from csvault.datasets.cache import (
+    TTL_SECONDS,
+    cache_get,
+    cache_set,
+    list_cache_key,
+    open_columns,
+    open_sealed,
+    seal_columns,
+)
 from csvault.datasets.keys import dataset_columns, dataset_row_cipher
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
-from csvault.datasets.rowstore import rows_read
-
-ROWS_DEFAULT_LIMIT = 100
-ROWS_MAX_LIMIT = 1000
+from csvault.datasets.progress import dataset_progress
+from csvault.datasets.serializers import DatasetSerializer
+from csvault.pipeline.rowstore import rows_read
 
 
 class DatasetNotFound(Http404):
@@ -40,10 +57,6 @@ def visible_datasets() -> QuerySet[Dataset]:
     return Dataset.objects.filter(deleted_at__isnull=True)
 
 
-def dataset_list(*, owner: User) -> QuerySet[Dataset]:
-    return visible_datasets().filter(owner=owner).defer("wrapped_key")
-
-
 def dataset_get(*, owner: User, dataset_id: Any) -> Dataset:
     """The caller's dataset; 404 for an absent one and for another user's alike."""
     try:
@@ -55,31 +68,66 @@ def dataset_get(*, owner: User, dataset_id: Any) -> Dataset:
         raise DatasetNotFound(dataset_id, foreign=foreign) from exc
 
 
-def dataset_progress(*, dataset: Dataset) -> dict[str, Any]:
-    """Progress computed from the committed checkpoint (never goes backwards)."""
-    total = dataset.size
-    done = dataset.size if dataset.status == DatasetStatus.COMPLETED else dataset.bytes_processed
-    percent = round(100.0 * done / total, 2) if total else 100.0
-    rows_per_second: float | None = None
-    eta_seconds: float | None = None
-    if dataset.started_at and dataset.rows_processed:
-        end = dataset.finished_at or dataset.heartbeat_at or timezone.now()
-        elapsed = (end - dataset.started_at).total_seconds()
-        if elapsed > 0:
-            rows_per_second = round(dataset.rows_processed / elapsed, 1)
-            if dataset.status == DatasetStatus.PROCESSING and done:
-                eta_seconds = round(elapsed * (total - done) / done, 1)
-    if dataset.is_final:
-        eta_seconds = 0.0 if dataset.status == DatasetStatus.COMPLETED else None
-    return {
-        "status": dataset.status,
-        "rows_processed": dataset.rows_processed,
-        "bytes_processed": done,
-        "bytes_total": total,
-        "percent": percent,
-        "rows_per_second": rows_per_second,
-        "eta_seconds": eta_seconds,
-    }
+def dataset_by_idempotency_key(*, owner: User, key: str) -> Dataset | None:
+    return visible_datasets().filter(owner=owner, idempotency_key=key).first()
+
+
+def _detail_payload(dataset: Dataset) -> dict[str, Any]:
+    """The detail as cached: header names sealed (ciphertext + wrapped key), never plain."""
+    data = dict(DatasetSerializer(dataset, context={"sealed_columns": True}).data)
+    data["columns"] = seal_columns(dataset)
+    return data
+
+
+def _open_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    data = dict(payload)
+    data["columns"] = open_columns(data["id"], payload["columns"])
+    return data
+
+
+def _read_through(
+    owner: User, dataset_id: uuid.UUID, kind: str, build: Callable[[Dataset], dict[str, Any]]
+) -> dict[str, Any]:
+    """The cached ``kind`` of the caller's dataset; on a miss, built from the database."""
+    value, generation = cache_get(owner.pk, dataset_id, kind)
+    if value is None:
+        value = build(dataset_get(owner=owner, dataset_id=dataset_id))
+        cache_set(owner.pk, dataset_id, kind, value, generation)
+    return value
+
+
+def dataset_detail(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
+    """The caller's dataset as the API shows it, from the cache when fresh."""
+    return _open_payload(_read_through(owner, dataset_id, "detail", _detail_payload))
+
+
+def dataset_progress_cached(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
+    """The progress of the caller's dataset (progress.py), from the cache when fresh."""
+    return _read_through(owner, dataset_id, "progress", lambda d: dataset_progress(dataset=d))
+
+
+def dataset_list(*, owner: User) -> QuerySet[Dataset]:
+    return visible_datasets().filter(owner=owner).defer("wrapped_key")
+
+
+def dataset_list_page(
+    *,
+    owner: User,
+    cursor: str,
+    page_size: str,
+    paginate: Callable[[QuerySet[Dataset], Callable[[Dataset], dict[str, Any]]], dict[str, Any]],
+) -> dict[str, Any]:
+    """One page of the owner's datasets, newest first, from the cache when fresh.
+
+    ``paginate(queryset, item)`` is the API's pagination (it knows the request,
+    hence the page links); it turns each dataset into ``item(dataset)``.
+    """
+    key = list_cache_key(owner.pk, cursor, page_size)
+    body = cache.get(key)
+    if body is None:
+        body = paginate(dataset_list(owner=owner), _detail_payload)
+        cache.set(key, body, TTL_SECONDS)
+    return {**body, "results": [_open_payload(item) for item in body["results"]]}
 
 
 @dataclass(frozen=True)
@@ -98,11 +146,37 @@ def ensure_completed(status: str) -> None:
         )
 
 
-def dataset_row_page(*, dataset: Dataset, after: int, limit: int) -> RowPage:
+def dataset_row_page(*, owner: User, dataset_id: uuid.UUID, after: int, limit: int) -> RowPage:
+    """A page of rows: owner, status and key from the cached detail, then one query.
+
+    The cached detail is the gate (its key carries the owner, and a write, a
+    cancel or a DELETE gives the dataset a new generation, so the next read goes
+    to the database and answers 404/409 as it should). A detail without a sealed
+    header, or whose key is gone, falls back to the database path.
+    """
+    payload = _read_through(owner, dataset_id, "detail", _detail_payload)
+    ensure_completed(payload["status"])
+    opened = open_sealed(payload["id"], payload["columns"])
+    if opened is None:
+        return _row_page_from_database(
+            dataset_get(owner=owner, dataset_id=dataset_id), after, limit
+        )
+    cipher, columns = opened
+    return _row_page(
+        owner_id=owner.pk,
+        dataset_id=payload["id"],
+        cipher=cipher,
+        columns=columns,
+        after=after,
+        limit=limit,
+    )
+
+
+def _row_page_from_database(dataset: Dataset, after: int, limit: int) -> RowPage:
     """Rows numbered after ``after``, decrypted, in file order (keyset pagination)."""
     ensure_completed(dataset.status)
     cipher = dataset_row_cipher(dataset)
-    return row_page(
+    return _row_page(
         owner_id=dataset.owner_id,
         dataset_id=dataset.id,
         cipher=cipher,
@@ -112,7 +186,7 @@ def dataset_row_page(*, dataset: Dataset, after: int, limit: int) -> RowPage:
     )
 
 
-def row_page(
+def _row_page(
     *,
     owner_id: int,
     dataset_id: Any,

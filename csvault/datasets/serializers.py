@@ -9,16 +9,19 @@ from rest_framework import serializers
 
 from csvault.datasets.keys import dataset_columns
 from csvault.datasets.models import Dataset
-from csvault.datasets.selectors import ROWS_DEFAULT_LIMIT, ROWS_MAX_LIMIT, dataset_progress
+from csvault.datasets.progress import dataset_progress
+
+ROWS_DEFAULT_LIMIT = 100
+ROWS_MAX_LIMIT = 1000
 
 
 class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
     name = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
     has_header = serializers.BooleanField(required=False, default=True)
-    delimiter = serializers.CharField(
-        required=False, default=",", min_length=1, max_length=1, trim_whitespace=False
-    )
+    # Checked by dataset_create (csvault.csvio.limits.check_delimiter), like every other
+    # property of the upload.
+    delimiter = serializers.CharField(required=False, default=",", trim_whitespace=False)
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -66,7 +69,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     def get_columns(self, obj: Dataset) -> list[str]:
         if self.context.get("sealed_columns"):
-            return []  # the cached form carries them encrypted (csvault/datasets/reads.py)
+            return []  # the cached form carries them encrypted (cache.seal_columns)
         return dataset_columns(obj)
 
     @extend_schema_field(ProgressSerializer)

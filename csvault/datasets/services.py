@@ -1,88 +1,45 @@
-"""Services that write datasets: create (upload), cancel, delete."""
+"""Services that write datasets: create (upload), cancel, delete (key rotation: rotation.py)."""
 
 from __future__ import annotations
 
 import logging
-import unicodedata
 import uuid
 
 from django.contrib.auth.models import User
 from django.core.files.storage import storages
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from csvault.core import metrics
 from csvault.core.errors import UploadRejected
-from csvault.crypto.active import get_keyring
+from csvault.core.filenames import upload_filename
+from csvault.csvio.errors import CsvDataError
+from csvault.csvio.limits import check_delimiter
+from csvault.csvio.sniff import not_text_reason
 from csvault.datasets.cache import owner_list_changed
+from csvault.datasets.keys import get_keyring
 from csvault.datasets.models import FINAL_STATUSES, Dataset, DatasetStatus
 from csvault.datasets.quotas import quota_check
-from csvault.datasets.rowstore import rows_delete
-from csvault.datasets.selectors import visible_datasets
+from csvault.datasets.selectors import dataset_by_idempotency_key
+from csvault.datasets.update import dataset_update
 from csvault.datasets.uploads import EncryptedUpload
+from csvault.pipeline.rowstore import rows_delete
+from csvault.pipeline.tasks import purge_dataset, scan_dataset
 
 logger = logging.getLogger(__name__)
 
-_BAD_DELIMITERS = {'"', "\r", "\n", "\0"}
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
-
-def sanitize_filename(name: str) -> str:
-    """A display-only version of a client file name: no paths, controls or bidi tricks."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    kept = "".join(
-        ch for ch in name if unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Cn"}
-    )
-    kept = kept.strip().strip(".")
-    return kept[:200] or "upload.csv"
-
-
-# Magic numbers of common binary formats, checked whatever the name or declared type: a
-# PDF or a ZIP can start with pages of NUL-free bytes. Only prefixes no CSV file starts with.
-_BINARY_MAGIC = {
-    b"\x89PNG\r\n\x1a\n": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"GIF87a": "a GIF image",
-    b"GIF89a": "a GIF image",
-    b"%PDF-": "a PDF document",
-    b"PK\x03\x04": "a ZIP archive (or an Excel/Office file)",
-    b"PK\x05\x06": "a ZIP archive",
-    b"PK\x07\x08": "a ZIP archive",
-    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": "an old Excel/Office file",
-    b"\x1f\x8b": "a gzip archive",
-    b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
-    b"Rar!\x1a\x07": "a RAR archive",
-    b"\xfd7zXZ\x00": "an xz archive",
-    b"\x7fELF": "an ELF executable",
-    b"\xcf\xfa\xed\xfe": "a Mach-O executable",
-    b"\xca\xfe\xba\xbe": "a Mach-O or Java class file",
-}
-
-
-def _check_looks_like_text(head: bytes) -> None:
-    for magic, kind in _BINARY_MAGIC.items():
-        if head.startswith(magic):
-            raise UploadRejected(
-                f"The file is not a CSV text file: it looks like {kind}.",
-                code="not_csv",
-                status_code=415,
-            )
-    # Text files have no NUL byte; UTF-16 (with a BOM) is the exception.
-    if b"\0" in head and not head.startswith(_UTF16_BOMS):
-        sample = head[:64]
-        pairs = [sample[i : i + 2] for i in range(0, len(sample) - 1, 2)]
-        if pairs and all(pair.count(0) == 1 for pair in pairs):
-            raise UploadRejected(
-                "The file looks like UTF-16 text without a byte order mark. "
-                "Save it as UTF-8 (or UTF-16 with a byte order mark) and upload it again.",
-                code="not_csv",
-                status_code=415,
-            )
-        raise UploadRejected(
-            "The file is not a CSV text file (it contains binary data).",
-            code="not_csv",
-            status_code=415,
-        )
+def _check_upload(upload: EncryptedUpload, delimiter: str) -> None:
+    try:
+        check_delimiter(delimiter)
+    except CsvDataError as exc:
+        raise UploadRejected(exc.message, code=exc.code) from None
+    if upload.size == 0:
+        raise UploadRejected("The file is empty.", code="empty_file")
+    reason = not_text_reason(upload.head)
+    if reason is not None:
+        raise UploadRejected(reason, code="not_csv", status_code=415)
 
 
 def dataset_create(
@@ -95,16 +52,8 @@ def dataset_create(
     idempotency_key: str = "",
 ) -> Dataset:
     """Store an uploaded (already encrypted) file and queue its malware scan after commit."""
-    if len(delimiter) != 1 or delimiter in _BAD_DELIMITERS:
-        raise UploadRejected(
-            "The delimiter must be a single character other than a quote or a line break.",
-            code="invalid_delimiter",
-        )
-    if upload.size == 0:
-        raise UploadRejected("The file is empty.", code="empty_file")
-    _check_looks_like_text(upload.head)
-
-    filename = sanitize_filename(upload.name or "")
+    _check_upload(upload, delimiter)
+    filename = upload_filename(upload.name or "")
     key_id, wrapped = get_keyring().wrap(upload.data_key)
     storage = storages["datasets"]
     storage_key = f"datasets/{upload.dataset_id}.csvf"
@@ -134,8 +83,6 @@ def dataset_create(
                 wrapped_key=wrapped,
                 status=DatasetStatus.PENDING,
             )
-            from csvault.datasets.tasks import scan_dataset
-
             scan_dataset.delay_on_commit(str(dataset.id))  # type: ignore[attr-defined]
     except BaseException:
         storage.delete(stored_as)
@@ -154,21 +101,15 @@ class IdempotentReplay(Exception):
         self.dataset = dataset
 
 
-def dataset_by_idempotency_key(*, owner: User, key: str) -> Dataset | None:
-    return visible_datasets().filter(owner=owner, idempotency_key=key).first()
-
-
 def dataset_cancel(*, dataset: Dataset) -> Dataset:
     """Stop a dataset that has not finished; its rows are dropped. Final ones stay as they are."""
     with transaction.atomic():
-        cancelled = (
-            Dataset.objects.for_write(dataset.id)
-            .exclude(status__in=FINAL_STATUSES)
-            .update(
-                status=DatasetStatus.CANCELLED,
-                finished_at=timezone.now(),
-                error={"code": "cancelled", "message": "Cancelled by the owner."},
-            )
+        cancelled = dataset_update(
+            dataset_id=dataset.id,
+            where=~Q(status__in=FINAL_STATUSES),
+            status=DatasetStatus.CANCELLED,
+            finished_at=timezone.now(),
+            error={"code": "cancelled", "message": "Cancelled by the owner."},
         )
         if cancelled:
             rows_delete(dataset_id=dataset.id)
@@ -188,27 +129,12 @@ def dataset_delete(*, dataset: Dataset) -> None:
     now = timezone.now()
     with transaction.atomic():
         # The UPDATEs lock the row: a running ingest batch commits first.
-        Dataset.objects.for_write(dataset_id).exclude(status__in=FINAL_STATUSES).update(
-            status=DatasetStatus.CANCELLED, finished_at=now
+        dataset_update(
+            dataset_id=dataset_id,
+            where=~Q(status__in=FINAL_STATUSES),
+            status=DatasetStatus.CANCELLED,
+            finished_at=now,
         )
-        Dataset.objects.for_write(dataset_id).update(
-            wrapped_key=b"", deleted_at=now, idempotency_key=""
-        )
-        from csvault.datasets.tasks import purge_dataset
-
+        dataset_update(dataset_id=dataset_id, wrapped_key=b"", deleted_at=now, idempotency_key="")
         purge_dataset.delay_on_commit(str(dataset_id))  # type: ignore[attr-defined]
     logger.info("dataset %s deleted (key destroyed, purge queued)", dataset_id)
-
-
-def dataset_purge(*, dataset_id: uuid.UUID) -> bool:
-    """Remove a deleted dataset's rows, file and record; False if there is nothing to purge."""
-    dataset = Dataset.objects.filter(id=dataset_id, deleted_at__isnull=False).first()
-    if dataset is None:
-        return False
-    rows_delete(dataset_id=dataset_id)
-    storage = storages["datasets"]
-    if dataset.storage_key and storage.exists(dataset.storage_key):
-        storage.delete(dataset.storage_key)
-    Dataset.objects.filter(id=dataset_id, deleted_at__isnull=False).delete()
-    logger.info("dataset %s purged", dataset_id)
-    return True

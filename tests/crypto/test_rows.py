@@ -275,7 +275,7 @@ def test_blocks_refuse_lone_surrogates(cipher: RowCipher) -> None:
 
 
 def test_grid_blocks_made_elsewhere_seal_like_seal_blocks(cipher: RowCipher) -> None:
-    from csvault.crypto.rows import grid_block
+    from csvault.csvio.blocks import grid_block
 
     blocks = [[ROW] * 3, [ROW], [["a", "b", "c", "d", "e", "f"]] * 2]
     plaintexts = [grid_block(b) or b"" for b in blocks]

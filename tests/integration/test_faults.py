@@ -43,7 +43,9 @@ def assert_rows_exactly(dataset_id: Any, rows: list[list[str]]) -> None:
     assert [values for _, values in stored] == rows
     after, got = 0, []
     while True:
-        page = dataset_row_page(dataset=dataset, after=after, limit=20_000)
+        page = dataset_row_page(
+            owner=dataset.owner, dataset_id=dataset.id, after=after, limit=20_000
+        )
         got.extend(page.rows)
         if not page.has_more:
             break
@@ -124,7 +126,7 @@ def test_sigterm_mid_ingest_finishes_or_resumes(worker_factory, api):
 
 
 def test_the_same_task_delivered_twice_at_once_writes_each_row_once(worker_factory, api):
-    from csvault.datasets.tasks import ingest_dataset
+    from csvault.pipeline.tasks import ingest_dataset
 
     rows = tricky_rows(100_000, seed=13)
     for _ in range(2):

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.core.files.storage import storages
 
-from csvault.datasets.ingest import dataset_ingest
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
-from csvault.datasets.scan import ScanRetry, dataset_scan
+from csvault.pipeline.ingest import dataset_ingest
+from csvault.pipeline.scan import ScanRetry, dataset_scan
 from tests.conftest import ingest, upload
 from tests.scanning.conftest import Clamd, free_port
 from tests.scanning.samples import clean_csv, csv_with_cell, eicar

@@ -7,7 +7,7 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 
 from csvault.audit.models import AuditEvent
-from tests.api.test_access import rates
+from tests.datasets.test_access import rates
 
 pytestmark = pytest.mark.django_db
 

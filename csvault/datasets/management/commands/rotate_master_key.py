@@ -11,8 +11,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from csvault.crypto.active import get_keyring
-from csvault.datasets.management.rotation import dataset_key_ids_in_use, dataset_keys_rotate
+from csvault.datasets.keys import get_keyring
+from csvault.datasets.rotation import dataset_key_ids_in_use, dataset_keys_rotate
 
 
 class Command(BaseCommand):

@@ -1,0 +1,168 @@
+"""The plaintexts of stored rows: one row, and a block of consecutive rows.
+
+Defined here once for everything that makes or reads them: the row cipher
+(csvault.crypto.rows) seals and opens them, the C fast path
+(``csvault.csvio._csvblocks``) writes "grid" blocks straight from CSV text, and the
+tests check both against these functions. ``GRID_FORMAT`` and ``GRID_HEADER`` are also
+compiled into the C module, which exports them; :mod:`csvault.csvio.fastcsv` refuses a
+module whose values differ.
+
+Row plaintext starts with a format byte:
+
+* ``0x00`` - the UTF-8 encoding of ``"\\x00".join(values)``. Used when there is at least
+  one value and no value contains NUL, i.e. almost always.
+* ``0x01`` - general form for anything else (the empty list, values containing NUL): a
+  4-byte big-endian value count, one 4-byte big-endian length per value (in code points),
+  then the UTF-8 encoding of the concatenated values.
+
+Block plaintext starts with a format byte too:
+
+* ``0x02`` - "grid": row count and width (4 bytes BE each), then the UTF-8 encoding of
+  every value of every row joined with NUL. Used when the rows have one width >= 1 and no
+  value contains NUL - every block of a CSV file, whose reader refuses NUL and ragged rows.
+* ``0x03`` - "row list": row count (4 bytes BE), the byte length of each row's
+  plaintext (4 bytes BE each), then those plaintexts one after the other.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from itertools import chain
+
+__all__ = [
+    "BLOCK_FORMATS",
+    "BLOCK_MAX_ROWS",
+    "BLOCK_TARGET_BYTES",
+    "GRID_FORMAT",
+    "GRID_HEADER",
+    "UnknownFormat",
+    "block_rows",
+    "grid_block",
+    "grid_row_count",
+    "row_list_block",
+    "row_plaintext",
+    "row_values",
+]
+
+# A block holds at most this many rows (readers look this far back for a row's block)
+# and aims at this much text: tuples stay well under PostgreSQL's 8 KB page, stored
+# inline and uncompressed (see the toast_tuple_target migration).
+BLOCK_MAX_ROWS = 64
+BLOCK_TARGET_BYTES = 4096
+
+_FORMAT_SEPARATED = 0x00
+_FORMAT_SEPARATED_BYTE = bytes([_FORMAT_SEPARATED])
+_FORMAT_COUNTED = 0x01
+_FORMAT_COUNTED_BYTE = bytes([_FORMAT_COUNTED])
+GRID_FORMAT = 0x02
+_FORMAT_ROW_LIST = 0x03
+GRID_HEADER = struct.Struct(">BII")  # format byte, row count, width
+_U32 = struct.Struct(">I")
+#: The format bytes a block plaintext may start with.
+BLOCK_FORMATS = frozenset({GRID_FORMAT, _FORMAT_ROW_LIST})
+
+
+class UnknownFormat(ValueError):
+    """A plaintext whose format byte this version does not know."""
+
+
+def _counted(values: Sequence[str]) -> bytes:
+    lengths = [len(value) for value in values]
+    header = struct.pack(f">I{len(lengths)}I", len(lengths), *lengths)
+    return _FORMAT_COUNTED_BYTE + header + "".join(values).encode("utf-8")
+
+
+def _counted_values(plaintext: bytes) -> list[str]:
+    # Called only on authenticated plaintext, but still checked so that a bug can never
+    # turn into silently wrong values.
+    if len(plaintext) < 5:
+        raise ValueError("counted row is too short")
+    (count,) = _U32.unpack_from(plaintext, 1)
+    text_start = 5 + 4 * count
+    if len(plaintext) < text_start:
+        raise ValueError("counted row header is truncated")
+    lengths = struct.unpack_from(f">{count}I", plaintext, 5)
+    text = plaintext[text_start:].decode("utf-8")
+    if sum(lengths) != len(text):
+        raise ValueError("counted row lengths do not match its text")
+    values: list[str] = []
+    position = 0
+    for length in lengths:
+        values.append(text[position : position + length])
+        position += length
+    return values
+
+
+def row_plaintext(values: Sequence[str]) -> bytes:
+    """One row's plaintext: the NUL-separated format, or the counted one when needed."""
+    # NUL-separated is unambiguous only if no value contains NUL; a plain join plus a
+    # membership test (both C loops) checks that faster than any per-value loop.
+    if values and "\x00" not in "".join(values):
+        return _FORMAT_SEPARATED_BYTE + "\x00".join(values).encode("utf-8")
+    return _counted(values)
+
+
+def row_values(plaintext: bytes) -> list[str]:
+    """The values of a row plaintext; :class:`UnknownFormat` or ``ValueError`` if malformed."""
+    if plaintext[0] == _FORMAT_SEPARATED:
+        return plaintext[1:].decode("utf-8").split("\x00")
+    if plaintext[0] == _FORMAT_COUNTED:
+        return _counted_values(plaintext)
+    raise UnknownFormat(plaintext[0])
+
+
+def grid_block(rows: Sequence[Sequence[str]]) -> bytes | None:
+    """The "grid" block plaintext of ``rows``, or None if it cannot hold them (rows of
+    different widths, a width of 0, a value containing NUL, or no rows)."""
+    widths = set(map(len, rows))
+    if len(widths) != 1 or 0 in widths:
+        return None
+    (width,) = widths
+    # One join, and on the way back one split. With equal widths, exactly
+    # rows * width - 1 NULs in the joined text prove that no value holds one.
+    text = "\x00".join(chain.from_iterable(rows))
+    if text.count("\x00") != len(rows) * width - 1:
+        return None
+    return GRID_HEADER.pack(GRID_FORMAT, len(rows), width) + text.encode("utf-8")
+
+
+def grid_row_count(plaintext: bytes) -> int | None:
+    """The row count a grid plaintext declares; None if it is not a grid plaintext."""
+    if len(plaintext) < GRID_HEADER.size or plaintext[0] != GRID_FORMAT:
+        return None
+    return int.from_bytes(plaintext[1:5], "big")
+
+
+def row_list_block(rows: Sequence[Sequence[str]]) -> bytes:
+    """A block's general plaintext: the row count, each row's plaintext length, then
+    the rows' plaintexts (:func:`row_plaintext`) one after the other."""
+    parts = list(map(row_plaintext, rows))
+    header = struct.pack(f">BI{len(parts)}I", _FORMAT_ROW_LIST, len(parts), *map(len, parts))
+    return header + b"".join(parts)
+
+
+def block_rows(plaintext: bytes) -> list[list[str]]:
+    """The rows of a block plaintext (either format).
+
+    Raises :class:`UnknownFormat` for an unknown format byte and ``ValueError`` (or
+    ``struct.error``) for a plaintext that does not match its own shape.
+    """
+    if plaintext[0] == GRID_FORMAT:
+        _, count, width = GRID_HEADER.unpack_from(plaintext)
+        values = plaintext[GRID_HEADER.size :].decode("utf-8").split("\x00")
+        if count < 1 or width < 1 or len(values) != count * width:
+            raise ValueError("grid block does not match its shape")
+        return [values[i : i + width] for i in range(0, len(values), width)]
+    if plaintext[0] == _FORMAT_ROW_LIST:
+        (count,) = _U32.unpack_from(plaintext, 1)
+        lengths = struct.unpack_from(f">{count}I", plaintext, 5)
+        position = 5 + 4 * count
+        if count < 1 or position + sum(lengths) != len(plaintext):
+            raise ValueError("row list lengths do not match the block")
+        rows = []
+        for length in lengths:
+            rows.append(row_values(plaintext[position : position + length]))
+            position += length
+        return rows
+    raise UnknownFormat(plaintext[0])

@@ -1,0 +1,133 @@
+"""Who works on a dataset: claim, heartbeat, release and fail, for every stage.
+
+A stage (the scan, the ingest) claims a dataset by moving it from a waiting status
+to its running status and counting an attempt, in one conditional UPDATE; the
+attempt number then identifies the run. Every later write of the run is
+conditional on "still running, still this attempt", so a dataset that was
+cancelled, deleted or taken over after a stall is never written by the old run:
+its next write finds nothing to update and raises :class:`LostOwnership`. A run
+that stalls (its worker died) keeps a heartbeat older than
+``CSVAULT_STALL_SECONDS`` and can be claimed again; the attempt counter lets a
+stage give up on a file that kills its worker every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from csvault.datasets.models import Dataset, DatasetStatus
+from csvault.datasets.update import dataset_update
+
+logger = logging.getLogger(__name__)
+
+# How often a running stage refreshes its heartbeat.
+HEARTBEAT_EVERY_SECONDS = 5.0
+
+
+class LostOwnership(Exception):
+    """The dataset was cancelled, deleted or taken over by another run."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline as a state machine over a dataset's status."""
+
+    name: str
+    waiting: DatasetStatus  # claimed from this status
+    running: DatasetStatus  # while a run owns it
+    attempts_field: str  # the counter of runs started
+
+
+SCAN = Stage("scan", DatasetStatus.PENDING, DatasetStatus.SCANNING, "scan_attempts")
+INGEST = Stage("ingest", DatasetStatus.QUEUED, DatasetStatus.PROCESSING, "attempts")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One run of a stage on one dataset; its writes succeed only while it owns it."""
+
+    stage: Stage
+    dataset_id: uuid.UUID
+    attempt: int
+
+    def update(self, **fields: Any) -> bool:
+        """Write ``fields`` if this run still owns the dataset; False if it does not."""
+        return dataset_update(
+            dataset_id=self.dataset_id,
+            where=Q(status=self.stage.running, **{self.stage.attempts_field: self.attempt}),
+            **fields,
+        )
+
+    def write(self, **fields: Any) -> None:
+        """:meth:`update`, raising :class:`LostOwnership` if this run no longer owns it."""
+        if not self.update(**fields):
+            raise LostOwnership
+
+    def heartbeat(self) -> None:
+        self.write(heartbeat_at=timezone.now())
+
+    def fail(self, error: dict[str, Any], *, status: str = DatasetStatus.FAILED) -> bool:
+        """End the run with a final ``status`` and ``error``; False if it was not owned."""
+        failed = self.update(status=status, error=error, finished_at=timezone.now())
+        if failed:
+            logger.info("%s of %s failed: %s", self.stage.name, self.dataset_id, error.get("code"))
+        return failed
+
+    def release(self) -> None:
+        """Hand the dataset back to the waiting status, so a retry can claim it at once.
+
+        The fresh heartbeat keeps the reaper off until a retry is due. If even this
+        fails (the database is gone), the heartbeat goes stale and the reaper re-sends.
+        """
+        try:
+            close_old_connections()  # drop a connection the error left broken
+            self.update(status=self.stage.waiting, heartbeat_at=timezone.now())
+        except Exception:
+            logger.warning(
+                "could not release the %s of %s", self.stage.name, self.dataset_id, exc_info=True
+            )
+
+
+def claim(stage: Stage, *, dataset_id: uuid.UUID, **on_claim: Any) -> Claim | None:
+    """Take the dataset for one run of ``stage``; None if it is not waiting or stalled.
+
+    Claimable: datasets in the stage's waiting status, and those in its running
+    status whose heartbeat is older than ``CSVAULT_STALL_SECONDS`` (their worker
+    died). ``on_claim`` holds extra fields set by the same UPDATE.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
+    with transaction.atomic():
+        claimed = dataset_update(
+            dataset_id=dataset_id,
+            where=Q(status=stage.waiting) | Q(status=stage.running, heartbeat_at__lt=stale),
+            status=stage.running,
+            heartbeat_at=now,
+            **{stage.attempts_field: F(stage.attempts_field) + 1},
+            **on_claim,
+        )
+        if not claimed:
+            return None
+        attempt = Dataset.objects.values_list(stage.attempts_field, flat=True).get(id=dataset_id)
+    return Claim(stage, dataset_id, attempt)
+
+
+def attempts_exhausted(claim: Claim, *, most: int, what: str) -> dict[str, Any] | None:
+    """The error to fail the dataset with if ``claim`` is past ``most`` attempts (a file
+    that kills its worker every time); None while attempts remain."""
+    if claim.attempt <= most:
+        return None
+    return {
+        "code": "too_many_attempts",
+        "message": f"{what} was started {claim.attempt - 1} times without finishing; "
+        "giving up. The file may crash the worker; contact the operator.",
+    }

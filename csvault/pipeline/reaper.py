@@ -1,0 +1,76 @@
+"""The reaper: re-queue work that stalled (worker killed, message lost).
+
+The broker-less transports never redeliver a killed worker's task and Redis
+does so only after its visibility timeout, so csvault notices stalls itself:
+a dataset whose heartbeat is older than ``CSVAULT_STALL_SECONDS`` (or that
+has waited that long without one) gets its task sent again. Each stage's own
+claim (claims.py) decides whether the message does anything, so extra sends are
+harmless; the attempt counter fails a dataset that keeps killing its worker.
+Which task a stage needs is the caller's (tasks.py) to say.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+
+from celery import Task
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+
+from csvault.core import metrics
+from csvault.datasets.models import Dataset, DatasetStatus
+
+logger = logging.getLogger(__name__)
+
+REAP_BATCH = 500
+
+
+#: Non-final statuses and the task that moves each on.
+SCAN_STATUSES = (DatasetStatus.PENDING, DatasetStatus.SCANNING)
+INGEST_STATUSES = (DatasetStatus.QUEUED, DatasetStatus.PROCESSING)
+
+
+def stalled_datasets() -> list[tuple[uuid.UUID, str]]:
+    """(id, status) of datasets whose heartbeat (or creation, if none) is older than the stall.
+
+    Deleted datasets not yet purged are reported with the status ``"deleted"``.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
+    working = list(
+        Dataset.objects.filter(status__in=SCAN_STATUSES + INGEST_STATUSES, deleted_at__isnull=True)
+        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale))
+        .order_by("created_at")
+        .values_list("id", "status")[:REAP_BATCH]
+    )
+    unpurged = Dataset.objects.filter(deleted_at__lt=stale).values_list("id", flat=True)
+    return working + [(dataset_id, "deleted") for dataset_id in unpurged[:REAP_BATCH]]
+
+
+def datasets_reap(*, tasks: Mapping[str, Task]) -> int:
+    """Send the task of every stalled dataset again; returns how many were sent.
+
+    ``tasks`` maps ``"scan"``, ``"ingest"`` and ``"purge"`` to the Celery task that
+    does that work for a dataset id.
+    """
+    sent = 0
+    for dataset_id, status in stalled_datasets():
+        # At most one re-send per stall period per dataset, whatever the tick.
+        if not cache.add(f"reaped:{dataset_id}", 1, timeout=settings.CSVAULT_STALL_SECONDS):
+            continue
+        if status == "deleted":
+            stage = "purge"
+        elif status in SCAN_STATUSES:
+            stage = "scan"
+        else:
+            stage = "ingest"
+        task = tasks[stage]
+        task.delay(str(dataset_id))
+        sent += 1
+        metrics.record_requeue(task.name)
+        logger.warning("re-queued stalled dataset %s (%s)", dataset_id, status)
+    return sent

@@ -1,0 +1,201 @@
+"""The scan service: stream a stored file's plaintext to the malware scanner.
+
+``pending -> scanning -> queued`` on a clean verdict (``on_clean``, the task
+shell's hand-off to the ingest, runs in the same transaction: queued after
+commit); ``rejected`` on a finding (the stored file is destroyed and the
+signature name kept in the error). Only a definite clean verdict lets a file go
+on: when the scanner is unavailable the dataset goes back to ``pending`` and the
+task retries with backoff; after ``CSVAULT_SCAN_MAX_ATTEMPTS`` scans it fails
+with ``scanner_unavailable``. A file is never ingested unscanned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from csvault.audit.models import AuditAction
+from csvault.audit.services import audit_record
+from csvault.core import metrics
+from csvault.crypto.stream import StreamDecryptError, open_decrypted
+from csvault.datasets.keys import dataset_data_key
+from csvault.datasets.models import Dataset, DatasetStatus
+from csvault.pipeline.claims import (
+    HEARTBEAT_EVERY_SECONDS,
+    SCAN,
+    Claim,
+    LostOwnership,
+    attempts_exhausted,
+    claim,
+)
+from csvault.scanning import ScannerUnavailable, ScanResult, get_scanner
+
+logger = logging.getLogger(__name__)
+
+
+class ScanRetry(Exception):
+    """The scanner gave no verdict; the scan should be tried again later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    status: str
+    signature: str | None = None
+
+
+def file_corrupt_error(exc: StreamDecryptError) -> dict[str, object]:
+    """The dataset error for a stored file that fails its integrity check."""
+    return {
+        "code": "file_corrupt",
+        "message": f"The stored file failed its integrity check: {exc}",
+    }
+
+
+def dataset_scan(
+    *, dataset_id: uuid.UUID, on_clean: Callable[[uuid.UUID], None] | None = None
+) -> ScanOutcome:
+    """Scan one dataset's file; safe to call more than once (a second call does nothing).
+
+    ``on_clean(dataset_id)`` runs inside the transaction that records a clean
+    verdict (the task shell queues the ingest there, on commit). Raises
+    :class:`ScanRetry` when the scanner gave no verdict and attempts remain.
+    """
+    run = claim(SCAN, dataset_id=dataset_id)
+    if run is None:
+        logger.info("scan of %s skipped: not pending", dataset_id)
+        return ScanOutcome("skipped")
+    exhausted = attempts_exhausted(run, most=settings.CSVAULT_SCAN_MAX_ATTEMPTS, what="The scan")
+    if exhausted is not None:
+        run.fail(exhausted)
+        return ScanOutcome(DatasetStatus.FAILED)
+    dataset = Dataset.objects.get(id=dataset_id)
+    scanner = get_scanner()
+    started = time.monotonic()
+    try:
+        with storages["datasets"].open(dataset.storage_key, "rb") as fh:
+            plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
+            result = scanner.scan(_heartbeat(plaintext, run))
+    except ScannerUnavailable as exc:
+        return _unavailable(run, str(exc))
+    except StreamDecryptError as exc:
+        run.fail(file_corrupt_error(exc))
+        return ScanOutcome(DatasetStatus.FAILED)
+    except LostOwnership:
+        return ScanOutcome("stopped")
+    except Exception:
+        run.release()
+        raise
+    elapsed = time.monotonic() - started
+    if result.clean:
+        return _clean(dataset, run, scanner.name, elapsed, on_clean)
+    return _reject(dataset, run, scanner.name, result)
+
+
+def _heartbeat(chunks: Iterable[bytes], run: Claim) -> Iterator[bytes]:
+    last = time.monotonic()
+    for chunk in chunks:
+        if time.monotonic() - last > HEARTBEAT_EVERY_SECONDS:
+            run.heartbeat()  # LostOwnership once cancelled or deleted
+            last = time.monotonic()
+        yield chunk
+
+
+def _clean(
+    dataset: Dataset,
+    run: Claim,
+    scanner_name: str,
+    elapsed: float,
+    on_clean: Callable[[uuid.UUID], None] | None,
+) -> ScanOutcome:
+    with transaction.atomic():
+        if not run.update(
+            status=DatasetStatus.QUEUED, scanner=scanner_name, heartbeat_at=timezone.now()
+        ):
+            return ScanOutcome("stopped")
+        if on_clean is not None:
+            on_clean(dataset.id)
+        audit_record(
+            AuditAction.SCAN_CLEAN,
+            user_id=dataset.owner_id,
+            dataset_id=dataset.id,
+            scanner=scanner_name,
+        )
+    metrics.record_scan("clean", scanner_name)
+    logger.info("scan of %s clean (%s, %.2f s)", dataset.id, scanner_name, elapsed)
+    return ScanOutcome(DatasetStatus.QUEUED)
+
+
+def _reject(dataset: Dataset, run: Claim, scanner_name: str, result: ScanResult) -> ScanOutcome:
+    signature = result.signature or "unknown"
+    if result.exceeds_limits:
+        error = {
+            "code": "too_large_to_scan",
+            "message": f"The file exceeds the malware scanner's limits ({signature}); "
+            "it was rejected unscanned. Split it into smaller files.",
+            "signature": signature,
+        }
+    else:
+        error = {
+            "code": "malware_found",
+            "message": f"The malware scanner found {signature} in the file; "
+            "it was rejected and deleted.",
+            "signature": signature,
+        }
+    with transaction.atomic():
+        if not run.update(
+            status=DatasetStatus.REJECTED,
+            error=error,
+            scanner=scanner_name,
+            finished_at=timezone.now(),
+        ):
+            return ScanOutcome("stopped")
+        storage_key = dataset.storage_key
+        transaction.on_commit(lambda: storages["datasets"].delete(storage_key))
+        audit_record(
+            AuditAction.SCAN_REJECTED,
+            user_id=dataset.owner_id,
+            dataset_id=dataset.id,
+            scanner=scanner_name,
+            signature=signature,
+        )
+    metrics.record_scan("too_large" if result.exceeds_limits else "infected", scanner_name)
+    logger.warning("scan of %s rejected: %s (%s)", dataset.id, signature, scanner_name)
+    return ScanOutcome(DatasetStatus.REJECTED, signature)
+
+
+def _unavailable(run: Claim, reason: str) -> ScanOutcome:
+    metrics.record_scan("unavailable", get_scanner().name)
+    if run.attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
+        run.fail(
+            {
+                "code": "scanner_unavailable",
+                "message": f"The malware scanner was unavailable for {run.attempt} attempts "
+                f"(last: {reason}); the file was not ingested. Upload it again later.",
+            }
+        )
+        audit_record(
+            AuditAction.SCAN_FAILED, dataset_id=run.dataset_id, reason="scanner_unavailable"
+        )
+        return ScanOutcome(DatasetStatus.FAILED)
+    logger.warning(
+        "scan of %s: scanner unavailable (attempt %d): %s", run.dataset_id, run.attempt, reason
+    )
+    run.release()
+    raise ScanRetry(reason)
+
+
+def scan_retry_delay(retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: doubling from the base, at most 5 minutes."""
+    return float(min(settings.CSVAULT_SCAN_RETRY_SECONDS * (2**retries), 300.0))
