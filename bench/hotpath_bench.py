@@ -259,9 +259,9 @@ def in_process(csv_file: Path, rows: int) -> None:
 
     call_command("migrate", "--noinput", verbosity=0)
     # No broker here: the stages are called directly below.
-    tasks.scan_dataset.delay_on_commit = lambda *a, **k: None  # type: ignore[attr-defined]
-    tasks.ingest_dataset.delay_on_commit = lambda *a, **k: None  # type: ignore[attr-defined]
-    tasks.purge_dataset.delay_on_commit = lambda *a, **k: None  # type: ignore[attr-defined]
+    tasks.scan_dataset.delay_on_commit = lambda *a, **k: None
+    tasks.ingest_dataset.delay_on_commit = lambda *a, **k: None
+    tasks.purge_dataset.delay_on_commit = lambda *a, **k: None
     user = get_user_model().objects.create_user(f"hot-{uuid.uuid4().hex[:10]}")
     client = APIClient()
     client.force_authenticate(user)

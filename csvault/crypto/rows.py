@@ -75,6 +75,16 @@ _MAX_ATTEMPT = 2**32 - 1
 _MAX_ROW_NUMBER = 2**64 - 1
 
 
+def _row_bytes(row_number: int) -> bytes:
+    """The 8-byte big-endian row number of nonces and associated data."""
+    try:
+        return row_number.to_bytes(8, "big")
+    except OverflowError:
+        raise ValueError(
+            f"row number must be between 0 and {_MAX_ROW_NUMBER}, got {row_number}"
+        ) from None
+
+
 class RowDecryptError(Exception):
     """A row blob could not be decrypted: wrong key, dataset or row number, or tampering.
 
@@ -135,12 +145,7 @@ class RowCipher:
         surrogates cannot be encoded as UTF-8 and raise ``UnicodeEncodeError``).
         Raises ``ValueError`` for an out-of-range row number.
         """
-        try:
-            row_bytes = row_number.to_bytes(8, "big")
-        except OverflowError:
-            raise ValueError(
-                f"row number must be between 0 and {_MAX_ROW_NUMBER}, got {row_number}"
-            ) from None
+        row_bytes = _row_bytes(row_number)
         return self._blob_header + self._encrypt(
             self._attempt_bytes + row_bytes, row_plaintext(values), self._ad_prefix + row_bytes
         )
@@ -229,12 +234,7 @@ class RowCipher:
             blob = bytes(blob)
         if blob[:1] != _BLOCK_VERSION_BYTE:
             return [self.decrypt(first_row_number, blob)]
-        try:
-            start = first_row_number.to_bytes(8, "big")
-        except OverflowError:
-            raise ValueError(
-                f"row number must be between 0 and {_MAX_ROW_NUMBER}, got {first_row_number}"
-            ) from None
+        start = _row_bytes(first_row_number)
         where = f"block at row {first_row_number}"
         if len(blob) < _HEADER_SIZE + _TAG_SIZE + 1:
             raise RowDecryptError(f"{where}: encrypted blob is too short")
@@ -265,12 +265,7 @@ class RowCipher:
         was altered, or belongs to another row number, dataset or data key. Raises
         ``ValueError`` for an out-of-range row number.
         """
-        try:
-            row_bytes = row_number.to_bytes(8, "big")
-        except OverflowError:
-            raise ValueError(
-                f"row number must be between 0 and {_MAX_ROW_NUMBER}, got {row_number}"
-            ) from None
+        row_bytes = _row_bytes(row_number)
         if type(blob) is not bytes:
             # Database drivers may hand back memoryview (e.g. Django's BinaryField).
             blob = bytes(blob)

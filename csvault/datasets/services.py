@@ -83,7 +83,7 @@ def dataset_create(
                 wrapped_key=wrapped,
                 status=DatasetStatus.PENDING,
             )
-            scan_dataset.delay_on_commit(str(dataset.id))  # type: ignore[attr-defined]
+            scan_dataset.delay_on_commit(str(dataset.id))
     except BaseException:
         storage.delete(stored_as)
         raise
@@ -136,5 +136,5 @@ def dataset_delete(*, dataset: Dataset) -> None:
             finished_at=now,
         )
         dataset_update(dataset_id=dataset_id, wrapped_key=b"", deleted_at=now, idempotency_key="")
-        purge_dataset.delay_on_commit(str(dataset_id))  # type: ignore[attr-defined]
+        purge_dataset.delay_on_commit(str(dataset_id))
     logger.info("dataset %s deleted (key destroyed, purge queued)", dataset_id)

@@ -5,6 +5,7 @@ the retry policy. Scans and ingests are routed to their own queues (config/celer
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
@@ -14,23 +15,21 @@ from csvault.pipeline.purge import dataset_purge
 from csvault.pipeline.reaper import datasets_reap
 from csvault.pipeline.scan import ScanRetry, dataset_scan, scan_retry_delay
 
-# Database and storage trouble is retried from the last checkpoint.
+# Database and storage trouble is retried from the last checkpoint, with backoff.
 _INFRA_ERRORS = (OperationalError, InterfaceError, OSError)
+_RETRY_INFRA: dict[str, Any] = {
+    "autoretry_for": _INFRA_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 8,
+}
 
 
 def _queue_ingest(dataset_id: uuid.UUID) -> None:
-    ingest_dataset.delay_on_commit(str(dataset_id))  # type: ignore[attr-defined]
+    ingest_dataset.delay_on_commit(str(dataset_id))
 
 
-@shared_task(
-    bind=True,
-    name="csvault.scan_dataset",
-    autoretry_for=_INFRA_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(bind=True, name="csvault.scan_dataset", retry_jitter=True, **_RETRY_INFRA)
 def scan_dataset(self: Task, dataset_id: str) -> str:
     try:
         return dataset_scan(dataset_id=uuid.UUID(dataset_id), on_clean=_queue_ingest).status
@@ -40,26 +39,12 @@ def scan_dataset(self: Task, dataset_id: str) -> str:
         raise self.retry(countdown=delay, max_retries=None) from exc
 
 
-@shared_task(
-    bind=True,
-    name="csvault.ingest_dataset",
-    autoretry_for=_INFRA_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(bind=True, name="csvault.ingest_dataset", retry_jitter=True, **_RETRY_INFRA)
 def ingest_dataset(self: Task, dataset_id: str) -> str:
     return dataset_ingest(dataset_id=uuid.UUID(dataset_id)).status
 
 
-@shared_task(
-    name="csvault.purge_dataset",
-    autoretry_for=_INFRA_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=8,
-)
+@shared_task(name="csvault.purge_dataset", **_RETRY_INFRA)
 def purge_dataset(dataset_id: str) -> bool:
     return dataset_purge(dataset_id=uuid.UUID(dataset_id))
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.csvdata import HEADER, to_csv, tricky_rows
+from tests.helpers import ROOT
 from tests.scanning.samples import csv_with_cell, eicar
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.test import Client
 
 from csvault.core.logs import ContextFilter, JsonFormatter
-from tests.conftest import ROOT
 from tests.csvdata import MARKER, to_csv, tricky_rows
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.django_db
 

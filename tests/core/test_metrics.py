@@ -12,10 +12,9 @@ import pytest
 from django.test import Client
 
 from csvault.scanning import get_scanner
-from tests.conftest import ingest, upload
 from tests.core.promtext import names, scrape, value
-from tests.core.test_readyz import closed_port
 from tests.csvdata import to_csv, tricky_rows
+from tests.helpers import free_port, ingest, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -106,14 +105,14 @@ def test_scanner_up_follows_the_scanner(settings: Any) -> None:
         value(up, "csvault_scanner_up", scanner=scanner.name, minimal=str(scanner.minimal).lower())
         == 1
     )
-    settings.CLAMD_URL = f"tcp://127.0.0.1:{closed_port()}"
+    settings.CLAMD_URL = f"tcp://127.0.0.1:{free_port()}"
     down = scrape(Client())
     assert value(down, "csvault_scanner_up", scanner="clamd", minimal="false") == 0
     assert ("csvault_scanner_up", frozenset({("scanner", "clamd"), ("minimal", "false")})) in down
 
 
 def test_a_broken_part_does_not_hide_the_rest(settings: Any) -> None:
-    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{closed_port()}/0"
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"
     samples = scrape(Client())
     assert value(samples, "csvault_scrape_errors", part="queues") == 1
     assert "csvault_datasets" in names(samples)

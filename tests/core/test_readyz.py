@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 import pytest
@@ -11,18 +10,11 @@ from django.test import Client
 
 from csvault.core.health import safe_reason
 from csvault.scanning import get_scanner
-from tests.scanning.conftest import clamd_unavailable
+from tests.helpers import clamd_unavailable, free_port
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "hunter2-not-in-any-answer"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_healthz_stays_a_plain_liveness_check() -> None:
@@ -64,7 +56,7 @@ def test_it_reports_clamd_as_a_full_scanner(settings: Any) -> None:
 
 
 def test_it_names_cache_and_broker_when_redis_is_unreachable(settings: Any) -> None:
-    port = closed_port()
+    port = free_port()
     settings.CELERY_BROKER_URL = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     settings.CACHE_URL = f"redis://:{PASSWORD}@127.0.0.1:{port}/1"
     settings.CACHES = {
@@ -98,7 +90,7 @@ def test_a_cache_turned_off_is_ready(settings: Any) -> None:
 
 
 def test_it_names_the_scanner_when_clamd_is_unreachable(settings: Any) -> None:
-    settings.CLAMD_URL = f"tcp://127.0.0.1:{closed_port()}"
+    settings.CLAMD_URL = f"tcp://127.0.0.1:{free_port()}"
     response = Client().get("/readyz")
     assert response.status_code == 503
     body = response.json()

@@ -12,10 +12,9 @@ import pytest
 from django.test import Client
 
 from csvault.scanning import get_scanner
-from tests.conftest import upload, wait_for_status
 from tests.core.promtext import Samples, parse, scrape, value
 from tests.csvdata import MARKER, to_csv, tricky_rows
-from tests.scanning.conftest import free_port
+from tests.helpers import free_port, upload, wait_for_status
 
 pytestmark = pytest.mark.integration
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.core.files.storage import storages
 from rest_framework.authtoken.models import Token
@@ -11,17 +9,11 @@ from rest_framework.test import APIClient
 
 from csvault.audit.models import AuditAction, AuditEvent
 from csvault.datasets.models import Dataset
-from tests.conftest import client_for, ingest, upload
 from tests.csvdata import MARKER, to_csv, tricky_rows
+from tests.helpers import client_for, ingest, rates, upload
 from tests.scanning.samples import csv_with_cell, eicar
 
 pytestmark = pytest.mark.django_db
-
-
-def rates(settings: Any, **overrides: str) -> None:
-    rest = dict(settings.REST_FRAMEWORK)
-    rest["DEFAULT_THROTTLE_RATES"] = {**rest["DEFAULT_THROTTLE_RATES"], **overrides}
-    settings.REST_FRAMEWORK = rest
 
 
 def events(action: str) -> list[AuditEvent]:

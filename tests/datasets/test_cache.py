@@ -13,8 +13,8 @@ import pytest
 from django.core.cache import cache
 
 from csvault.datasets.models import Dataset
-from tests.conftest import ingest, upload
 from tests.csvdata import MARKER, to_csv, tricky_rows
+from tests.helpers import ingest, upload
 
 pytestmark = pytest.mark.django_db
 

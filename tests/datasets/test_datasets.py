@@ -15,8 +15,8 @@ from csvault.datasets.models import Dataset, ProcessedData
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.purge import dataset_purge
 from csvault.pipeline.scan import dataset_scan
-from tests.conftest import ingest, read_all_rows, stored_rows, upload
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
+from tests.helpers import ingest, read_all_rows, stored_rows, upload
 
 pytestmark = pytest.mark.django_db
 

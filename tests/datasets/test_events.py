@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ingest, upload
 from tests.csvdata import to_csv, tricky_rows
+from tests.helpers import ingest, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from csvault.crypto.rows import RowDecryptError
 from csvault.datasets.export import ExportIncomplete, neutralise_cell
 from csvault.datasets.models import ProcessedData
-from tests.conftest import block_start, ingest, upload
 from tests.csvdata import HEADER, to_csv, tricky_rows
+from tests.helpers import block_start, ingest, upload
 
 pytestmark = pytest.mark.django_db
 

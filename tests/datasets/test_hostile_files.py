@@ -38,7 +38,7 @@ from rest_framework.test import APIClient
 from csvault.datasets.models import Dataset, ProcessedData
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.scan import dataset_scan
-from tests.conftest import ingest, read_all_rows, upload
+from tests.helpers import ingest, read_all_rows, upload
 
 pytestmark = pytest.mark.django_db
 

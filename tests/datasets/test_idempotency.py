@@ -8,7 +8,7 @@ import pytest
 from django.core.files.storage import storages
 
 from csvault.datasets.models import Dataset
-from tests.conftest import upload
+from tests.helpers import upload
 
 pytestmark = pytest.mark.django_db
 

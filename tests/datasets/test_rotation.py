@@ -19,8 +19,8 @@ from csvault.datasets.rotation import (
 )
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.scan import dataset_scan
-from tests.conftest import ingest, read_all_rows, upload
 from tests.csvdata import to_csv, tricky_rows
+from tests.helpers import ingest, read_all_rows, upload
 
 pytestmark = pytest.mark.django_db
 

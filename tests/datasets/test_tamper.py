@@ -10,8 +10,8 @@ import pytest
 
 from csvault.datasets.models import ProcessedData
 from csvault.datasets.selectors import dataset_row_page
-from tests.conftest import block_start, ingest, upload
 from tests.csvdata import to_csv, tricky_rows
+from tests.helpers import block_start, ingest, upload
 
 pytestmark = pytest.mark.django_db
 

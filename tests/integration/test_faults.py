@@ -18,8 +18,8 @@ from django.db import connection
 
 from csvault.datasets.models import Dataset, ProcessedData
 from csvault.datasets.selectors import dataset_row_page
-from tests.conftest import stored_rows, upload, wait_for_status
 from tests.csvdata import to_csv, tricky_rows
+from tests.helpers import stored_rows, upload, wait_for_status
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import connection
 
 from csvault.datasets.models import Dataset, ProcessedData
-from tests.conftest import read_all_rows, upload, wait_for_status
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
+from tests.helpers import read_all_rows, upload, wait_for_status
 from tests.scanning.samples import csv_with_cell, eicar
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import pytest
 from csvault.csvio.fastcsv import FAST_AVAILABLE
 from csvault.datasets.models import Dataset
 from csvault.pipeline.ingest import dataset_ingest
-from tests.conftest import ingest, stored_rows, upload
 from tests.csvdata import to_csv, tricky_rows
+from tests.helpers import ingest, stored_rows, upload
 
 pytestmark = [
     pytest.mark.django_db,

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import Clamd, clamd_unavailable, free_port
 from tests.scanning.samples import ROOT
 
 SCRIPT = ROOT / "scripts" / "clamd.sh"
-
-
-@dataclass(frozen=True)
-class Clamd:
-    url: str
-    unix_url: str | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clamd_unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, so clamd is required)", pytrace=False)
-    pytest.skip(message)
 
 
 def start_clamd(directory: Path, **limits: str) -> tuple[Clamd, Callable[[], None]]:

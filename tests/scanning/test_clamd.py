@@ -19,7 +19,7 @@ import pytest
 
 from csvault.scanning.base import SIZE_LIMIT_SIGNATURE, ScannerUnavailable
 from csvault.scanning.clamd import INSTREAM_CHUNK, ClamdAddress, ClamdScanner
-from tests.scanning.conftest import Clamd, free_port
+from tests.helpers import Clamd, free_port
 from tests.scanning.samples import chunked, clean_csv, csv_with_cell, eicar
 
 # --- against a real clamd ----------------------------------------------------------------

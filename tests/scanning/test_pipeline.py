@@ -14,8 +14,7 @@ from django.core.files.storage import storages
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.scan import ScanRetry, dataset_scan
-from tests.conftest import ingest, upload
-from tests.scanning.conftest import Clamd, free_port
+from tests.helpers import Clamd, free_port, ingest, upload
 from tests.scanning.samples import clean_csv, csv_with_cell, eicar
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 
 from csvault.audit.models import AuditEvent
-from tests.datasets.test_access import rates
+from tests.helpers import rates
 
 pytestmark = pytest.mark.django_db
 
