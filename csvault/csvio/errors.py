@@ -65,7 +65,4 @@ class SourceError(Exception):
         self, code: str, line: int, offset: int | None = None, column: int | None = None
     ) -> None:
         super().__init__(code)
-        self.code = code
-        self.line = line
-        self.offset = offset
-        self.column = column
+        self.code, self.line, self.offset, self.column = code, line, offset, column

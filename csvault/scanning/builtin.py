@@ -213,6 +213,15 @@ def _load_lines(path: Path, db: _Database, parse: Callable[[str, _Database], Non
                 logger.warning("%s:%d: signature skipped: %s", path.name, number, exc)
 
 
+def _star_or_number(text: str, problem: str) -> int | None:
+    """``*`` (any) as None, or a decimal number; anything else is unsupported."""
+    if text == "*":
+        return None
+    if _DECIMAL.fullmatch(text):
+        return int(text)
+    raise _Unsupported(f"{problem} (only * or a number)")
+
+
 def _parse_body(line: str, db: _Database) -> None:
     fields = line.split(":")
     if not 4 <= len(fields) <= 6:
@@ -222,12 +231,7 @@ def _parse_body(line: str, db: _Database) -> None:
         raise _Unsupported("empty name")
     if target not in ("0", "*"):
         raise _Unsupported(f"{name}: target type {target} is not supported (only 0 or *)")
-    if offset_text == "*":
-        offset = None
-    elif _DECIMAL.fullmatch(offset_text):
-        offset = int(offset_text)
-    else:
-        raise _Unsupported(f"{name}: offset {offset_text!r} is not supported (only * or n)")
+    offset = _star_or_number(offset_text, f"{name}: offset {offset_text!r} is not supported")
     hex_text = hex_text.lower()
     if len(hex_text) % 2 or "".join(_HEX_TOKENS.findall(hex_text)) != hex_text:
         raise _Unsupported(f"{name}: only plain hex bytes and ?? are supported in the signature")
@@ -259,12 +263,7 @@ def _parse_hash(line: str, db: _Database) -> None:
     algorithm = _HASH_NAMES.get(len(digest))
     if algorithm is None or not _HEX.fullmatch(digest):
         raise _Unsupported(f"{name}: not an MD5, SHA-1 or SHA-256 hex digest")
-    if size_text == "*":
-        size = None
-    elif _DECIMAL.fullmatch(size_text):
-        size = int(size_text)
-    else:
-        raise _Unsupported(f"{name}: size {size_text!r} is not a number or *")
+    size = _star_or_number(size_text, f"{name}: size {size_text!r} is not supported")
     if not name:
         raise _Unsupported("empty name")
     db.hashes.setdefault(algorithm, {})[(digest, size)] = name

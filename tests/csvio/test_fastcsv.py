@@ -9,13 +9,13 @@ reader finds no problem), and it must read ordinary files to the end.
 from __future__ import annotations
 
 import codecs
-import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csvault.csvio import fastcsv
+from csvault.csvio.blocks import GRID_FORMAT, GRID_HEADER, block_rows, grid_block
 from csvault.csvio.fastcsv import FAST_AVAILABLE, FastBlocks, open_fast_blocks
 from csvault.csvio.reader import CsvDataError, CsvLimits, open_csv
 from tests.csvdata import HEADER, to_csv, tricky_rows
@@ -32,11 +32,19 @@ def _small_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def grid_rows(plaintext: bytes) -> list[list[str]]:
-    assert plaintext[0] == 0x02
-    count, width = struct.unpack_from(">II", plaintext, 1)
-    values = plaintext[9:].decode("utf-8").split("\x00")
-    assert len(values) == count * width
-    return [values[i : i + width] for i in range(0, len(values), width)]
+    """The rows of a block the C parser made, checked to be byte for byte the grid
+    plaintext that csvault.csvio.blocks defines for them."""
+    rows = block_rows(plaintext)
+    assert grid_block(rows) == plaintext
+    return rows
+
+
+def test_the_c_parser_is_built_for_the_block_format_of_blocks_py() -> None:
+    assert fastcsv._csvblocks is not None
+    assert (
+        GRID_FORMAT,
+        GRID_HEADER.size,
+    ) == (fastcsv._csvblocks.GRID_FORMAT, fastcsv._csvblocks.GRID_HEADER_SIZE)
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
