@@ -91,7 +91,7 @@ def ingest(response: Any) -> Any:
 
     assert response.status_code == 201, response.content
     dataset_id = response.json()["id"]
-    if dataset_scan(dataset_id=dataset_id).status == "queued":
+    if dataset_scan(dataset_id=dataset_id, on_clean=None).status == "queued":
         dataset_ingest(dataset_id=dataset_id)
     return dataset_id
 

@@ -10,7 +10,7 @@ class CsvDataError(Exception):
 
     ``code`` is machine-readable; ``message`` is a sentence a person can act
     on. ``row``, ``column``, ``line`` and ``offset`` locate the problem as far
-    as it is known (see the module docstring for their numbering) and are
+    as it is known (csvault/csvio/reader.py explains their numbering) and are
     ``None`` otherwise.
     """
 

@@ -346,7 +346,7 @@ def open_csv(
     """Open a CSV file given as byte chunks; read its header (or first row) now.
 
     Raises :class:`CsvDataError` for a bad delimiter, encoding or header, or a
-    problem in the first row; later problems are raised while iterating.
+    problem in the first row; later problems are raised by ``read_rows``.
     Sets :func:`csv.field_size_limit` (process-wide) to ``limits.max_field_bytes``.
     """
     return CsvStream(chunks, delimiter=delimiter, has_header=has_header, limits=limits)

@@ -32,7 +32,7 @@ from csvault.datasets.selectors import (
     dataset_get,
     dataset_list,
     dataset_list_page,
-    dataset_progress_cached,
+    dataset_progress,
     dataset_row_page,
 )
 from csvault.datasets.serializers import (
@@ -151,7 +151,7 @@ class DatasetDetailApi(APIView):
 class DatasetProgressApi(APIView):
     @extend_schema(responses=ProgressSerializer)
     def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
-        return Response(dataset_progress_cached(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
+        return Response(dataset_progress(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
 
 
 class StreamingApi(APIView):
@@ -190,7 +190,7 @@ class DatasetEventsApi(StreamingApi):
     )
     def get(self, request: Request, dataset_id: uuid.UUID) -> StreamingHttpResponse:
         owner = request.user
-        dataset_progress_cached(owner=owner, dataset_id=dataset_id)  # type: ignore[arg-type]  # 404s now
+        dataset_progress(owner=owner, dataset_id=dataset_id)  # type: ignore[arg-type]  # 404s now
         response = StreamingHttpResponse(
             progress_events(owner=owner, dataset_id=dataset_id),  # type: ignore[arg-type]
             content_type="text/event-stream",

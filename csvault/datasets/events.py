@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.http import Http404
 
 from csvault.datasets.models import FINAL_STATUSES
-from csvault.datasets.selectors import dataset_progress_cached
+from csvault.datasets.selectors import dataset_progress
 
 
 def progress_events(*, owner: User, dataset_id: uuid.UUID) -> Iterator[str]:
@@ -25,7 +25,7 @@ def progress_events(*, owner: User, dataset_id: uuid.UUID) -> Iterator[str]:
     yield "retry: 2000\n\n"
     while True:
         try:
-            progress = dataset_progress_cached(owner=owner, dataset_id=dataset_id)
+            progress = dataset_progress(owner=owner, dataset_id=dataset_id)
         except Http404:
             yield _event("error", {"code": "not_found", "message": "The dataset was deleted."})
             return

@@ -36,8 +36,8 @@ class Dataset(models.Model):
     names are stored encrypted (``columns_ciphertext``) like the rows; the file
     in storage is encrypted with the same per-dataset data key, which is kept
     only wrapped by a master key (``key_id``). Every write after creation goes
-    through ``dataset_update`` (csvault/datasets/update.py): a conditional UPDATE
-    from the expected previous state that also clears the cached reads.
+    through ``dataset_update`` (csvault/datasets/update.py): an UPDATE, conditional
+    on the expected previous state where there is one, that also clears the cached reads.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

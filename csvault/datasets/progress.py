@@ -14,7 +14,7 @@ from django.utils import timezone
 from csvault.datasets.models import Dataset, DatasetStatus
 
 
-def dataset_progress(*, dataset: Dataset) -> dict[str, Any]:
+def progress_from_checkpoint(*, dataset: Dataset) -> dict[str, Any]:
     """``{status, rows_processed, bytes_processed, bytes_total, percent, rows_per_second,
     eta_seconds}`` of one dataset."""
     total = dataset.size

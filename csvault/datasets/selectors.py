@@ -34,7 +34,7 @@ from csvault.datasets.cache import (
 )
 from csvault.datasets.keys import dataset_columns, dataset_row_cipher
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
-from csvault.datasets.progress import dataset_progress
+from csvault.datasets.progress import progress_from_checkpoint
 from csvault.datasets.serializers import DatasetSerializer
 from csvault.pipeline.rowstore import rows_read
 
@@ -101,9 +101,11 @@ def dataset_detail(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
     return _open_payload(_read_through(owner, dataset_id, "detail", _detail_payload))
 
 
-def dataset_progress_cached(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
+def dataset_progress(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
     """The progress of the caller's dataset (progress.py), from the cache when fresh."""
-    return _read_through(owner, dataset_id, "progress", lambda d: dataset_progress(dataset=d))
+    return _read_through(
+        owner, dataset_id, "progress", lambda d: progress_from_checkpoint(dataset=d)
+    )
 
 
 def dataset_list(*, owner: User) -> QuerySet[Dataset]:

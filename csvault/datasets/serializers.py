@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from csvault.datasets.keys import dataset_columns
 from csvault.datasets.models import Dataset
-from csvault.datasets.progress import dataset_progress
+from csvault.datasets.progress import progress_from_checkpoint
 
 ROWS_DEFAULT_LIMIT = 100
 ROWS_MAX_LIMIT = 1000
@@ -19,9 +19,11 @@ class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
     name = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
     has_header = serializers.BooleanField(required=False, default=True)
-    # Checked by dataset_create (csvault.csvio.limits.check_delimiter), like every other
-    # property of the upload.
-    delimiter = serializers.CharField(required=False, default=",", trim_whitespace=False)
+    # One character here; which characters may be one is csvault.csvio.limits'
+    # check_delimiter's to say (dataset_create calls it).
+    delimiter = serializers.CharField(
+        required=False, default=",", min_length=1, max_length=1, trim_whitespace=False
+    )
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -74,7 +76,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, obj: Dataset) -> dict[str, Any]:
-        return dataset_progress(dataset=obj)
+        return progress_from_checkpoint(dataset=obj)
 
     @extend_schema_field(ErrorSerializer(allow_null=True))
     def get_error(self, obj: Dataset) -> dict[str, Any] | None:

@@ -1,10 +1,10 @@
 """``dataset_update``: the one way a dataset changes after it is created.
 
-Every status change, checkpoint, heartbeat and key destruction is a conditional
-UPDATE of one dataset row (``where`` names the state the writer expects, so a
+Every status change, checkpoint, heartbeat and key destruction is an UPDATE of
+one dataset row, conditional where the writer expects a state (``where``: a
 cancelled or taken-over dataset is never written by a stale worker), and every
 such write must also clear that dataset's cached reads. Both happen here, in
-plain sight, instead of behind an overridden ``QuerySet.update()``.
+one function that callers name.
 """
 
 from __future__ import annotations

@@ -75,12 +75,9 @@ class Claim:
     def heartbeat(self) -> None:
         self.write(heartbeat_at=timezone.now())
 
-    def fail(self, error: dict[str, Any], *, status: str = DatasetStatus.FAILED) -> bool:
-        """End the run with a final ``status`` and ``error``; False if it was not owned."""
-        failed = self.update(status=status, error=error, finished_at=timezone.now())
-        if failed:
-            logger.info("%s of %s failed: %s", self.stage.name, self.dataset_id, error.get("code"))
-        return failed
+    def fail(self, error: dict[str, Any]) -> bool:
+        """End the run with the status ``failed`` and ``error``; False if it was not owned."""
+        return self.update(status=DatasetStatus.FAILED, error=error, finished_at=timezone.now())
 
     def release(self) -> None:
         """Hand the dataset back to the waiting status, so a retry can claim it at once.
@@ -121,13 +118,23 @@ def claim(stage: Stage, *, dataset_id: uuid.UUID, **on_claim: Any) -> Claim | No
     return Claim(stage, dataset_id, attempt)
 
 
-def attempts_exhausted(claim: Claim, *, most: int, what: str) -> dict[str, Any] | None:
-    """The error to fail the dataset with if ``claim`` is past ``most`` attempts (a file
+def attempts_exhausted(
+    claimed: Claim, *, most: int, what: str, advice: str
+) -> dict[str, Any] | None:
+    """The error to fail the dataset with if ``claimed`` is past ``most`` attempts (a file
     that kills its worker every time); None while attempts remain."""
-    if claim.attempt <= most:
+    if claimed.attempt <= most:
         return None
     return {
         "code": "too_many_attempts",
-        "message": f"{what} was started {claim.attempt - 1} times without finishing; "
-        "giving up. The file may crash the worker; contact the operator.",
+        "message": f"{what} was started {claimed.attempt - 1} times without finishing; "
+        f"giving up. {advice}",
+    }
+
+
+def file_corrupt_error(exc: Exception) -> dict[str, object]:
+    """The dataset error for a stored file that fails its integrity check."""
+    return {
+        "code": "file_corrupt",
+        "message": f"The stored file failed its integrity check: {exc}",
     }

@@ -51,9 +51,9 @@ from csvault.pipeline.claims import (
     LostOwnership,
     attempts_exhausted,
     claim,
+    file_corrupt_error,
 )
 from csvault.pipeline.rowstore import RowBatch, rows_batch, rows_delete, rows_write_batch
-from csvault.pipeline.scan import file_corrupt_error
 from csvault.pipeline.writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
@@ -84,32 +84,42 @@ def dataset_ingest(*, dataset_id: uuid.UUID) -> IngestOutcome:
     worker died. A dataset past ``CSVAULT_MAX_ATTEMPTS`` runs is failed instead,
     so a file that kills its worker every time cannot loop forever.
     """
-    run = claim(INGEST, dataset_id=dataset_id, started_at=Coalesce(F("started_at"), timezone.now()))
-    if run is None:
+    claimed = claim(
+        INGEST, dataset_id=dataset_id, started_at=Coalesce(F("started_at"), timezone.now())
+    )
+    if claimed is not None:
+        exhausted = attempts_exhausted(
+            claimed,
+            most=settings.CSVAULT_MAX_ATTEMPTS,
+            what="Ingest",
+            advice="The file may crash the worker; contact the operator.",
+        )
+        if exhausted is not None:
+            _fail(claimed, exhausted)
+            claimed = None
+    if claimed is None:
         logger.info("ingest of %s skipped: not claimable", dataset_id)
-        return IngestOutcome("skipped")
-    exhausted = attempts_exhausted(run, most=settings.CSVAULT_MAX_ATTEMPTS, what="Ingest")
-    if exhausted is not None:
-        _fail(run, exhausted)
         return IngestOutcome("skipped")
     dataset = Dataset.objects.get(id=dataset_id)
     started = time.monotonic()
     try:
         try:
-            rows = _ingest(dataset, run)
+            rows = _ingest(dataset, claimed)
         except CsvDataError as exc:
-            _fail(run, exc.as_dict())
+            _fail(claimed, exc.as_dict())
             return IngestOutcome(DatasetStatus.FAILED, 0)
         except StreamDecryptError as exc:
-            _fail(run, file_corrupt_error(exc))
+            _fail(claimed, file_corrupt_error(exc))
             return IngestOutcome(DatasetStatus.FAILED, 0)
     except LostOwnership:
-        logger.info("ingest of %s stopped: no longer owned by attempt %s", dataset_id, run.attempt)
+        logger.info(
+            "ingest of %s stopped: no longer owned by attempt %s", dataset_id, claimed.attempt
+        )
         return IngestOutcome("stopped")
     except Exception:
         # Infrastructure trouble: hand the dataset back so a retry can claim it
         # at once; if even that fails, the stale heartbeat lets the reaper do it.
-        run.release()
+        claimed.release()
         raise
     elapsed = time.monotonic() - started
     metrics.record_ingest(rows=rows, seconds=elapsed)
@@ -118,12 +128,12 @@ def dataset_ingest(*, dataset_id: uuid.UUID) -> IngestOutcome:
         dataset_id,
         rows,
         elapsed,
-        run.attempt,
+        claimed.attempt,
     )
     return IngestOutcome(DatasetStatus.COMPLETED, rows)
 
 
-def _ingest(dataset: Dataset, claim: Claim) -> int:
+def _ingest(dataset: Dataset, claimed: Claim) -> int:
     """Read the whole file into stored blocks and complete the dataset; its row count."""
     data_key = dataset_data_key(dataset)
     storage = storages["datasets"]
@@ -138,8 +148,8 @@ def _ingest(dataset: Dataset, claim: Claim) -> int:
             has_header=dataset.has_header,
             limits=csv_limits(),
         )
-        cipher = RowCipher(data_key, dataset.id, claim.attempt)
-        claim.write(
+        cipher = RowCipher(data_key, dataset.id, claimed.attempt)
+        claimed.write(
             columns_ciphertext=cipher.encrypt(HEADER_ROW, stream.columns),
             column_count=len(stream.columns),
             heartbeat_at=timezone.now(),
@@ -156,7 +166,7 @@ def _ingest(dataset: Dataset, claim: Claim) -> int:
                 limits=csv_limits(),
             )
         with _gc_paused(), BackgroundWriter() as writer:
-            run = IngestRun(dataset, claim, cipher, writer)
+            run = IngestRun(dataset, claimed, cipher, writer)
             if fast is not None:
                 run.fast_phase(fast)
             if fast is not None and fast.finished:
@@ -191,10 +201,10 @@ class IngestRun:
     """
 
     def __init__(
-        self, dataset: Dataset, claim: Claim, cipher: RowCipher, writer: BackgroundWriter
+        self, dataset: Dataset, claimed: Claim, cipher: RowCipher, writer: BackgroundWriter
     ) -> None:
         self.dataset_id = dataset.id
-        self.claim = claim
+        self.claimed = claimed
         self.cipher = cipher
         self.writer = writer
         self.checkpoint = dataset.rows_processed
@@ -259,7 +269,7 @@ class IngestRun:
         self.writer.submit(
             partial(
                 _commit_batch,
-                self.claim,
+                self.claimed,
                 self.batch,
                 self.row_number,
                 bytes_consumed,
@@ -281,12 +291,12 @@ class IngestRun:
     def _beat(self) -> None:
         """Keep the heartbeat fresh while skipping rows committed before."""
         if time.monotonic() - self._last_beat > HEARTBEAT_EVERY_SECONDS:
-            self.writer.submit(self.claim.heartbeat)
+            self.writer.submit(self.claimed.heartbeat)
             self._last_beat = time.monotonic()
 
 
 def _commit_batch(
-    claim: Claim,
+    claimed: Claim,
     rows: RowBatch | None,
     last_row: int,
     bytes_consumed: int,
@@ -312,13 +322,14 @@ def _commit_batch(
     with transaction.atomic():
         # The UPDATE comes first: it checks ownership and locks the dataset
         # row, so a concurrent cancel or delete waits for this batch.
-        claim.write(**fields)
+        claimed.write(**fields)
         if rows is not None:
             rows_write_batch(rows)
 
 
-def _fail(claim: Claim, error: dict[str, object]) -> None:
+def _fail(claimed: Claim, error: dict[str, object]) -> None:
     """Fail the dataset and drop any rows it got: a failed dataset shows nothing."""
     with transaction.atomic():
-        if claim.fail(error):
-            rows_delete(dataset_id=claim.dataset_id)
+        if claimed.fail(error):
+            rows_delete(dataset_id=claimed.dataset_id)
+    logger.info("ingest of %s failed: %s", claimed.dataset_id, error.get("code"))

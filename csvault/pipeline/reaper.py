@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 REAP_BATCH = 500
 
 
-#: Non-final statuses and the task that moves each on.
+#: The non-final statuses of each stage.
 SCAN_STATUSES = (DatasetStatus.PENDING, DatasetStatus.SCANNING)
 INGEST_STATUSES = (DatasetStatus.QUEUED, DatasetStatus.PROCESSING)
 

@@ -35,6 +35,7 @@ from csvault.pipeline.claims import (
     LostOwnership,
     attempts_exhausted,
     claim,
+    file_corrupt_error,
 )
 from csvault.scanning import ScannerUnavailable, ScanResult, get_scanner
 
@@ -55,30 +56,28 @@ class ScanOutcome:
     signature: str | None = None
 
 
-def file_corrupt_error(exc: StreamDecryptError) -> dict[str, object]:
-    """The dataset error for a stored file that fails its integrity check."""
-    return {
-        "code": "file_corrupt",
-        "message": f"The stored file failed its integrity check: {exc}",
-    }
-
-
 def dataset_scan(
-    *, dataset_id: uuid.UUID, on_clean: Callable[[uuid.UUID], None] | None = None
+    *, dataset_id: uuid.UUID, on_clean: Callable[[uuid.UUID], None] | None
 ) -> ScanOutcome:
     """Scan one dataset's file; safe to call more than once (a second call does nothing).
 
     ``on_clean(dataset_id)`` runs inside the transaction that records a clean
-    verdict (the task shell queues the ingest there, on commit). Raises
+    verdict: the task shell queues the ingest there, on commit. Callers that run
+    the ingest themselves (tests, the hot-path bench) pass None explicitly. Raises
     :class:`ScanRetry` when the scanner gave no verdict and attempts remain.
     """
-    run = claim(SCAN, dataset_id=dataset_id)
-    if run is None:
+    claimed = claim(SCAN, dataset_id=dataset_id)
+    if claimed is None:
         logger.info("scan of %s skipped: not pending", dataset_id)
         return ScanOutcome("skipped")
-    exhausted = attempts_exhausted(run, most=settings.CSVAULT_SCAN_MAX_ATTEMPTS, what="The scan")
+    exhausted = attempts_exhausted(
+        claimed,
+        most=settings.CSVAULT_SCAN_MAX_ATTEMPTS,
+        what="The scan",
+        advice="Contact the operator.",
+    )
     if exhausted is not None:
-        run.fail(exhausted)
+        _fail(claimed, exhausted)
         return ScanOutcome(DatasetStatus.FAILED)
     dataset = Dataset.objects.get(id=dataset_id)
     scanner = get_scanner()
@@ -86,41 +85,41 @@ def dataset_scan(
     try:
         with storages["datasets"].open(dataset.storage_key, "rb") as fh:
             plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
-            result = scanner.scan(_heartbeat(plaintext, run))
+            result = scanner.scan(_heartbeat(plaintext, claimed))
     except ScannerUnavailable as exc:
-        return _unavailable(run, str(exc))
+        return _unavailable(claimed, str(exc))
     except StreamDecryptError as exc:
-        run.fail(file_corrupt_error(exc))
+        _fail(claimed, file_corrupt_error(exc))
         return ScanOutcome(DatasetStatus.FAILED)
     except LostOwnership:
         return ScanOutcome("stopped")
     except Exception:
-        run.release()
+        claimed.release()
         raise
     elapsed = time.monotonic() - started
     if result.clean:
-        return _clean(dataset, run, scanner.name, elapsed, on_clean)
-    return _reject(dataset, run, scanner.name, result)
+        return _clean(dataset, claimed, scanner.name, elapsed, on_clean)
+    return _reject(dataset, claimed, scanner.name, result)
 
 
-def _heartbeat(chunks: Iterable[bytes], run: Claim) -> Iterator[bytes]:
+def _heartbeat(chunks: Iterable[bytes], claimed: Claim) -> Iterator[bytes]:
     last = time.monotonic()
     for chunk in chunks:
         if time.monotonic() - last > HEARTBEAT_EVERY_SECONDS:
-            run.heartbeat()  # LostOwnership once cancelled or deleted
+            claimed.heartbeat()  # LostOwnership once cancelled or deleted
             last = time.monotonic()
         yield chunk
 
 
 def _clean(
     dataset: Dataset,
-    run: Claim,
+    claimed: Claim,
     scanner_name: str,
     elapsed: float,
     on_clean: Callable[[uuid.UUID], None] | None,
 ) -> ScanOutcome:
     with transaction.atomic():
-        if not run.update(
+        if not claimed.update(
             status=DatasetStatus.QUEUED, scanner=scanner_name, heartbeat_at=timezone.now()
         ):
             return ScanOutcome("stopped")
@@ -137,7 +136,7 @@ def _clean(
     return ScanOutcome(DatasetStatus.QUEUED)
 
 
-def _reject(dataset: Dataset, run: Claim, scanner_name: str, result: ScanResult) -> ScanOutcome:
+def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanResult) -> ScanOutcome:
     signature = result.signature or "unknown"
     if result.exceeds_limits:
         error = {
@@ -154,7 +153,7 @@ def _reject(dataset: Dataset, run: Claim, scanner_name: str, result: ScanResult)
             "signature": signature,
         }
     with transaction.atomic():
-        if not run.update(
+        if not claimed.update(
             status=DatasetStatus.REJECTED,
             error=error,
             scanner=scanner_name,
@@ -175,25 +174,34 @@ def _reject(dataset: Dataset, run: Claim, scanner_name: str, result: ScanResult)
     return ScanOutcome(DatasetStatus.REJECTED, signature)
 
 
-def _unavailable(run: Claim, reason: str) -> ScanOutcome:
+def _unavailable(claimed: Claim, reason: str) -> ScanOutcome:
     metrics.record_scan("unavailable", get_scanner().name)
-    if run.attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
-        run.fail(
+    if claimed.attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
+        _fail(
+            claimed,
             {
                 "code": "scanner_unavailable",
-                "message": f"The malware scanner was unavailable for {run.attempt} attempts "
+                "message": f"The malware scanner was unavailable for {claimed.attempt} attempts "
                 f"(last: {reason}); the file was not ingested. Upload it again later.",
-            }
+            },
         )
         audit_record(
-            AuditAction.SCAN_FAILED, dataset_id=run.dataset_id, reason="scanner_unavailable"
+            AuditAction.SCAN_FAILED, dataset_id=claimed.dataset_id, reason="scanner_unavailable"
         )
         return ScanOutcome(DatasetStatus.FAILED)
     logger.warning(
-        "scan of %s: scanner unavailable (attempt %d): %s", run.dataset_id, run.attempt, reason
+        "scan of %s: scanner unavailable (attempt %d): %s",
+        claimed.dataset_id,
+        claimed.attempt,
+        reason,
     )
-    run.release()
+    claimed.release()
     raise ScanRetry(reason)
+
+
+def _fail(claimed: Claim, error: dict[str, object]) -> None:
+    claimed.fail(error)
+    logger.warning("scan of %s failed: %s", claimed.dataset_id, error["code"])
 
 
 def scan_retry_delay(retries: int) -> float:

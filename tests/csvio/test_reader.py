@@ -617,7 +617,7 @@ def one_by_one(data: bytes, size: int = 65536, **kwargs: object) -> tuple[list[l
     [(case[1], case[2]) for case in VALID + MALFORMED],
     ids=[str(case[0]) for case in VALID + MALFORMED],
 )
-def test_batches_yield_the_same_rows_and_errors_as_one_by_one(
+def test_read_rows_gives_the_same_rows_and_errors_whatever_the_limit(
     data: bytes, kwargs: dict[str, object], batch: int
 ) -> None:
     batches, error = read_batches(data, batch, 3, **kwargs)
@@ -626,7 +626,7 @@ def test_batches_yield_the_same_rows_and_errors_as_one_by_one(
     assert (flat, error.as_dict() if error else None) == one_by_one(data, 3, **kwargs)
 
 
-def test_batches_drop_blank_lines_but_never_yield_an_empty_batch() -> None:
+def test_read_rows_drops_blank_lines_but_never_returns_an_empty_batch() -> None:
     data = b"a,b\n" + b"1,2\n\n" * 2 + b"\n\n\n\n3,4\n"
     batches, error = read_batches(data, 4)
     assert error is None
@@ -634,7 +634,7 @@ def test_batches_drop_blank_lines_but_never_yield_an_empty_batch() -> None:
     assert [len(rows) for rows in batches] == [2, 1]
 
 
-def test_batches_name_the_line_of_a_bad_row_deep_in_a_batch() -> None:
+def test_read_rows_names_the_line_of_a_bad_row_deep_in_a_batch() -> None:
     data = b'a,b\n1,2\n\n"x\ny",3\r\n4,5\r6,7\n\n\n8\n9,9\n'
     batches, error = read_batches(data, 1000)
     assert [row for rows in batches for row in rows] == [
@@ -690,7 +690,9 @@ def python_csv_reading(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=_messy_file(), batch=st.integers(1, 5), max_rows=st.integers(1, 8))
-def test_batches_match_python_csv_on_messy_files(data: bytes, batch: int, max_rows: int) -> None:
+def test_read_rows_matches_python_csv_on_messy_files(
+    data: bytes, batch: int, max_rows: int
+) -> None:
     kwargs = {"limits": CsvLimits(max_rows=max_rows)}
     batches, error = read_batches(data, batch, 5, **kwargs)
     flat = [row for rows in batches for row in rows]

@@ -139,7 +139,7 @@ def test_a_fill_racing_a_write_cannot_bring_the_old_state_back(api):
     """A reader that read the database before a write committed, and fills the cache
     after the write cleared it, must not serve the pre-write state afterwards (a
     finished ingest would otherwise poll as unfinished until the entry expired)."""
-    from csvault.datasets.progress import dataset_progress
+    from csvault.datasets.progress import progress_from_checkpoint
     from csvault.datasets.selectors import _read_through
     from csvault.datasets.update import dataset_update
 
@@ -147,7 +147,7 @@ def test_a_fill_racing_a_write_cannot_bring_the_old_state_back(api):
     dataset = Dataset.objects.select_related("owner").get(id=dataset_id)
 
     def read_then_a_write_commits(current: Dataset) -> dict[str, Any]:
-        stale = dataset_progress(dataset=current)
+        stale = progress_from_checkpoint(dataset=current)
         dataset_update(dataset_id=current.id, status="cancelled")
         return stale
 

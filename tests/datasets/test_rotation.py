@@ -74,7 +74,7 @@ def test_datasets_read_under_the_new_key_alone_after_rotation(api, other_api, se
     for dataset_id, expected in before.items():
         client = other_api if dataset_id == ids[2] else api
         assert read_everything(client, dataset_id) == expected
-    assert dataset_scan(dataset_id=pending).status == "queued"
+    assert dataset_scan(dataset_id=pending, on_clean=None).status == "queued"
     assert dataset_ingest(dataset_id=pending).status == "completed"
     assert read_all_rows(api, pending) == (["p", "q"], [{"row": 1, "values": ["3", "4"]}])
 

@@ -58,12 +58,12 @@ def test_a_clean_file_is_queued_then_ingested(api: Any, scanner: str) -> None:
     dataset_id = response.json()["id"]
     assert response.json()["status"] == "pending"
 
-    assert dataset_scan(dataset_id=dataset_id).status == "queued"
+    assert dataset_scan(dataset_id=dataset_id, on_clean=None).status == "queued"
     dataset = Dataset.objects.get(id=dataset_id)
     assert (dataset.status, dataset.scanner, dataset.scan_attempts) == ("queued", scanner, 1)
     assert dataset_ingest(dataset_id=dataset_id).status == "completed"
     # Scanning twice (a duplicate message) changes nothing.
-    assert dataset_scan(dataset_id=dataset_id).status == "skipped"
+    assert dataset_scan(dataset_id=dataset_id, on_clean=None).status == "skipped"
 
 
 def test_an_unscanned_dataset_is_never_ingested(api: Any, scanner: str) -> None:
@@ -80,11 +80,11 @@ def test_scanner_unavailable_is_retried_then_fails_closed(api: Any, settings: An
     dataset_id = upload(api, clean_csv(1000)).json()["id"]
 
     with pytest.raises(ScanRetry, match="cannot connect"):
-        dataset_scan(dataset_id=dataset_id)
+        dataset_scan(dataset_id=dataset_id, on_clean=None)
     assert Dataset.objects.get(id=dataset_id).status == DatasetStatus.PENDING
     assert dataset_ingest(dataset_id=dataset_id).status == "skipped"
 
-    assert dataset_scan(dataset_id=dataset_id).status == "failed"
+    assert dataset_scan(dataset_id=dataset_id, on_clean=None).status == "failed"
     dataset = Dataset.objects.get(id=dataset_id)
     error = dataset.error or {}
     assert dataset.status == DatasetStatus.FAILED
@@ -97,10 +97,10 @@ def test_scanner_back_in_time_lets_the_file_through(api: Any, settings: Any, cla
     settings.CLAMD_URL = f"tcp://127.0.0.1:{free_port()}"
     dataset_id = upload(api, clean_csv(1000)).json()["id"]
     with pytest.raises(ScanRetry):
-        dataset_scan(dataset_id=dataset_id)
+        dataset_scan(dataset_id=dataset_id, on_clean=None)
 
     settings.CLAMD_URL = clamd.url
-    assert dataset_scan(dataset_id=dataset_id).status == "queued"
+    assert dataset_scan(dataset_id=dataset_id, on_clean=None).status == "queued"
     assert Dataset.objects.get(id=dataset_id).scan_attempts == 2
 
 
@@ -121,5 +121,5 @@ def test_cancel_during_the_scan_wait_leaves_it_cancelled(api: Any, scanner: str)
     dataset_id = upload(api, clean_csv(1000)).json()["id"]
     assert api.post(f"/api/datasets/{dataset_id}/cancel/").json()["status"] == "cancelled"
 
-    assert dataset_scan(dataset_id=dataset_id).status == "skipped"
+    assert dataset_scan(dataset_id=dataset_id, on_clean=None).status == "skipped"
     assert Dataset.objects.get(id=dataset_id).status == DatasetStatus.CANCELLED
