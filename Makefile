@@ -46,9 +46,11 @@ beat: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## mypy's Django plugin imports the settings, which read embedded mode's dev secrets
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -c 'from config import bootstrap; bootstrap.prepare()'
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
 	@if command -v promtool >/dev/null; then \

@@ -5,6 +5,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from config import bootstrap
+
+    bootstrap.prepare()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -240,6 +240,9 @@ def setup_django() -> None:
     os.environ.pop("CELERY_BROKER_URL", None)
     import django
 
+    from config import bootstrap
+
+    bootstrap.prepare()
     django.setup()
 
 

@@ -1012,6 +1012,9 @@ def orm_reference_child(csv_file: str, sample: int, username: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
+    from config import bootstrap
+
+    bootstrap.prepare()
     django.setup()
     from django.contrib.auth import get_user_model
     from django.db import connection

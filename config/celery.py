@@ -5,9 +5,21 @@ from typing import Any
 
 from celery import Celery
 
+from config import bootstrap
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("csvault")
+
+
+@app.on_configure.connect
+def _prepare(sender: Celery, **kwargs: Any) -> None:
+    # `celery -A config worker` (or beat) passes through neither manage.py nor wsgi.py;
+    # its first read of the configuration loads the Django settings, before any task
+    # code. Not at import: importing config.settings imports this module too.
+    bootstrap.prepare()
+
+
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # The tasks live in the worker pipeline, which is not a Django app of its own.
 app.autodiscover_tasks(["csvault.pipeline"])

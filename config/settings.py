@@ -9,46 +9,43 @@ code never asks which mode it is in.
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from csvault.crypto.keyring import generate_master_key_spec
+from config.layout import BASE_DIR, Layout, load_env
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+# Importing the settings changes nothing on disk or in os.environ (reading .env
+# aside): the folders and embedded mode's generated secrets are made by
+# config.bootstrap.prepare(), which every entry point calls first.
+env = load_env()
+_layout = Layout.from_env(env)
 
-env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env")
-
-DATA_DIR = Path(env.str("CSVAULT_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
-
-DATABASE_URL = env.str("DATABASE_URL", default="")
-# Embedded mode = SQLite (no DATABASE_URL, or a sqlite:// one, as test workers use).
-EMBEDDED = not DATABASE_URL or DATABASE_URL.startswith("sqlite")
+DATA_DIR = _layout.data_dir
+DATABASE_URL = _layout.database_url
+EMBEDDED = _layout.embedded
 
 
-def _secret_from_data_dir(name: str, make: str) -> str:
-    """Read a generated dev secret from the data dir, creating it once (embedded mode)."""
-    path = DATA_DIR / name
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(make)
-    return path.read_text().strip()
+def _dev_secret(path: Path, variable: str) -> str:
+    """A secret that embedded mode generated into the data dir."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise ImproperlyConfigured(
+            f"{variable} is not set and {path} does not exist. Embedded mode generates it "
+            "when csvault starts: run `make migrate` (or any `python manage.py` command, "
+            "gunicorn config.wsgi, celery -A config); a script that calls django.setup() "
+            "itself must call config.bootstrap.prepare() first."
+        ) from None
 
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 CSVAULT_MASTER_KEYS = env.str("CSVAULT_MASTER_KEYS", default="")
 if EMBEDDED:
-    SECRET_KEY = SECRET_KEY or _secret_from_data_dir("secret.key", secrets.token_urlsafe(50))
-    CSVAULT_MASTER_KEYS = CSVAULT_MASTER_KEYS or _secret_from_data_dir(
-        "master.keys", generate_master_key_spec()
+    SECRET_KEY = SECRET_KEY or _dev_secret(_layout.secret_key_file, "DJANGO_SECRET_KEY")
+    CSVAULT_MASTER_KEYS = CSVAULT_MASTER_KEYS or _dev_secret(
+        _layout.master_keys_file, "CSVAULT_MASTER_KEYS"
     )
 elif not SECRET_KEY or not CSVAULT_MASTER_KEYS:
     raise ImproperlyConfigured(
@@ -177,7 +174,7 @@ else:
 STORAGE_URL = env.str("STORAGE_URL", default=f"file://{DATA_DIR / 'files'}")
 if not STORAGE_URL.startswith("file://"):
     raise ImproperlyConfigured(
-        "STORAGE_URL supports file:// only so far (S3 storage is a later issue)."
+        "STORAGE_URL must be a file:// URL (object storage is not supported yet)."
     )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -190,8 +187,7 @@ STORAGES = {
         },
     },
 }
-FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
-Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+FILE_UPLOAD_TEMP_DIR = str(_layout.upload_temp_dir)
 FILE_UPLOAD_PERMISSIONS = 0o600
 # Every multipart body goes through the encrypting handler: no plaintext temp files.
 FILE_UPLOAD_HANDLERS = ["csvault.datasets.uploads.EncryptingUploadHandler"]
@@ -200,8 +196,7 @@ STATIC_URL = "static/"
 LOGIN_URL = "web-login"
 LOGIN_REDIRECT_URL = "web-home"
 LOGOUT_REDIRECT_URL = "web-login"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = _layout.static_root
 
 # --- auth and API -------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -302,11 +297,9 @@ CSVAULT_SCAN_MAX_ATTEMPTS = env.int("CSVAULT_SCAN_MAX_ATTEMPTS", default=6)
 CSVAULT_SCAN_RETRY_SECONDS = env.float("CSVAULT_SCAN_RETRY_SECONDS", default=5.0)
 
 # --- celery -----------------------------------------------------------------
-_broker_dir = DATA_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed", "control"):
-        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+_broker_dir = _layout.broker_dir
+CELERY_BROKER_URL = _layout.broker_url
+if _layout.filesystem_broker:
     # kombu's filesystem transport, writing each message atomically (see the module).
     CELERY_BROKER_TRANSPORT = "csvault.core.fsbroker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
@@ -370,11 +363,10 @@ LOGGING = {
 }
 # prometheus_client multiprocess mode: every csvault process on a host (web and
 # worker) writes its metrics here and /metrics sums them. The variable must be in
-# the environment before prometheus_client is imported, hence here. `make run`
-# empties the directory at start; see docs/operations.md for production.
-PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "metrics"))
-Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# the environment before prometheus_client is imported, so config.bootstrap.prepare()
+# sets it. `make run` empties the directory at start; see docs/operations.md for
+# production.
+PROMETHEUS_MULTIPROC_DIR = _layout.metrics_dir
 # When set, /metrics wants "Authorization: Bearer <token>".
 CSVAULT_METRICS_TOKEN = env.str("CSVAULT_METRICS_TOKEN", default="")
 # Workers on hosts without a web server serve their metrics on this port (0 = off).

@@ -30,6 +30,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 def create_accounts(count: int, prefix: str) -> list[dict[str, Any]]:
     import django
 
+    from config import bootstrap
+
+    bootstrap.prepare()
     django.setup()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password

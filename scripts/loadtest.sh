@@ -85,7 +85,7 @@ SCANNER=${CLAMD_URL:-built-in matcher}
 CACHE_ON=${CACHE_URL:-local memory}
 # "Cache off": a dummy cache if settings accept CACHE_URL=dummy://, else a Redis
 # URL that refuses connections (django-redis then ignores every cache error).
-if DJANGO_SETTINGS_MODULE=config.settings CACHE_URL=dummy:// $PY -c 'import django; django.setup(); from django.conf import settings; assert "Dummy" in settings.CACHES["default"]["BACKEND"]' 2>/dev/null; then
+if DJANGO_SETTINGS_MODULE=config.settings CACHE_URL=dummy:// $PY -c 'from config import bootstrap; bootstrap.prepare(); import django; django.setup(); from django.conf import settings; assert "Dummy" in settings.CACHES["default"]["BACKEND"]' 2>/dev/null; then
   NOCACHE_URL=${LOADTEST_NOCACHE_URL:-dummy://}
 else
   NOCACHE_URL=${LOADTEST_NOCACHE_URL:-redis://127.0.0.1:9/0}

@@ -2,9 +2,9 @@
 
 Every process (gunicorn workers, Celery workers and their pool children) writes its
 counters into ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up
-in settings), so a scrape of ``/metrics`` on any web process sees the sum over every
-csvault process on that host. Workers on other hosts serve the same on
-``CSVAULT_WORKER_METRICS_PORT`` (see :func:`start_worker_exporter`).
+by config.bootstrap.prepare() at every entry point), so a scrape of ``/metrics`` on any
+web process sees the sum over every csvault process on that host. Workers on other hosts
+serve the same on ``CSVAULT_WORKER_METRICS_PORT`` (see :func:`start_worker_exporter`).
 
 Gauges that describe shared state (datasets by status, queue depth, scanner up) are not
 kept by any process: :class:`StateCollector` computes them at scrape time.
@@ -50,8 +50,8 @@ def multiprocess_mode() -> bool:
 
 
 if not multiprocess_mode():
-    # prometheus_client was imported before the settings set the directory: this
-    # process's metrics would be invisible to /metrics.
+    # PROMETHEUS_MULTIPROC_DIR was unset when prometheus_client was imported (the process
+    # did not call config.bootstrap.prepare() first): its metrics are invisible to /metrics.
     logger.warning("prometheus_client is not in multiprocess mode; metrics stay in-process")
 
 UPLOADS = Counter("csvault_uploads", "Datasets uploaded (accepted and stored).")
