@@ -53,6 +53,9 @@ lint: install
 	$(BIN)/python -c 'from config import bootstrap; bootstrap.prepare()'
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	@# A module past ~500 lines usually holds two ideas (docs/architecture.md).
+	@find csvault -name '*.py' -not -path '*/migrations/*' -exec wc -l {} + | \
+	  awk '$$2 != "total" && $$1 > 500 {print "over 500 lines: " $$2; bad = 1} END {exit bad}'
 	@if command -v promtool >/dev/null; then \
 	  promtool check rules deploy/prometheus/alerts.yml && promtool test rules deploy/prometheus/alerts.test.yml; \
 	else echo "promtool not installed: alert rules not checked (see docs/operations.md)"; fi
