@@ -8,10 +8,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.helpers import SESSION_QUEUE, Worker, client_for
+
+
+# Hypothesis: no per-example deadline in CI (a loaded machine is not a failing test);
+# "sanitize" runs the property tests with CSVAULT_TEST_EXAMPLES times more examples
+# (see tests/csvio) under the sanitizer build. HYPOTHESIS_PROFILE picks one; CI picks "ci".
+hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
+hypothesis_settings.register_profile("sanitize", deadline=None, print_blob=True)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
