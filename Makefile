@@ -8,7 +8,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 export PORT HOST
 
-.PHONY: install run web worker beat migrate test lint format clean
+.PHONY: install run web worker beat migrate test coverage lint format clean
 
 install: $(STAMP)
 
@@ -42,9 +42,10 @@ worker: install
 beat: install
 	$(BIN)/celery -A config beat --loglevel INFO --schedule $${CSVAULT_DATA_DIR:-var}/celerybeat-schedule
 
-## the test suite: embedded mode by default, PostgreSQL/Redis when DATABASE_URL etc. are set
+## the test suite: embedded mode by default, PostgreSQL/Redis when DATABASE_URL etc. are set;
+## prints coverage (data in $$COVERAGE_FILE, default .coverage) and the skips
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 ## mypy's Django plugin imports the settings, which read embedded mode's dev secrets
 lint: install
@@ -59,6 +60,14 @@ lint: install
 	@if command -v promtool >/dev/null; then \
 	  promtool check rules deploy/prometheus/alerts.yml && promtool test rules deploy/prometheus/alerts.test.yml; \
 	else echo "promtool not installed: alert rules not checked (see docs/operations.md)"; fi
+
+## coverage of several `make test` runs together (COVERAGE_RUNS: their COVERAGE_FILEs);
+## fails below COVERAGE_FLOOR percent
+COVERAGE_FLOOR ?= 90
+coverage: install
+	$(BIN)/coverage combine --keep $(COVERAGE_RUNS)
+	@echo "coverage, runs combined: $$($(BIN)/coverage report --format=total)% (floor $(COVERAGE_FLOOR)%)"
+	@$(BIN)/coverage report --fail-under=$(COVERAGE_FLOOR) >/dev/null
 
 format: install
 	$(BIN)/ruff check --fix .
