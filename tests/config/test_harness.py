@@ -18,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 
 from config import pytest_plugin
+from csvault.crypto.keyring import generate_master_key_spec
 from tests.helpers import ROOT, SESSION_QUEUE, free_port
 
 # Everything of tests/conftest.py, hooks and (underscore-named) fixtures included.
@@ -75,7 +76,12 @@ def test_embedded_expectation_refuses_another_database(tmp_path: Path) -> None:
     done = run_session(
         tmp_path,
         PASSING,
-        {"CSVAULT_TEST_EXPECT": "embedded", "DATABASE_URL": "postgres://nobody@127.0.0.1:1/x"},
+        {
+            "CSVAULT_TEST_EXPECT": "embedded",
+            "DATABASE_URL": "postgres://nobody@127.0.0.1:1/x",
+            "DJANGO_SECRET_KEY": "x" * 50,
+            "CSVAULT_MASTER_KEYS": generate_master_key_spec(),
+        },
     )
     assert done.returncode == 3, done.stdout + done.stderr
     assert "embedded mode expected but the database is not SQLite" in done.stdout
@@ -122,13 +128,14 @@ def test_each_session_has_its_own_data_dir_redis_dbs_database_and_queue(tmp_path
         from tests.helpers import SESSION_QUEUE
 
         def test_report(db):
-            print("REPORT", settings.DATA_DIR, settings.CELERY_BROKER_URL, settings.CACHE_URL,
-                  connection.settings_dict["NAME"], SESSION_QUEUE)
+            values = (settings.DATA_DIR, settings.CELERY_BROKER_URL, settings.CACHE_URL,
+                      connection.settings_dict["NAME"], SESSION_QUEUE)
+            print("REPORT", "|".join(map(str, values)))
     """
     done = run_session(tmp_path, body, None, "-s")
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("REPORT"))
-    data_dir, broker, cache, database, queue = line.split()[1:]
+    data_dir, broker, cache, database, queue = line.split(" ", 1)[1].split("|")
     from django.db import connection
 
     mine = (
