@@ -51,6 +51,43 @@ def test_uploads_have_their_own_rate(api, settings):
     assert Dataset.objects.count() == 1
 
 
+def test_writes_over_the_rate_get_429_and_change_nothing(api, other_api, settings):
+    rates(settings, write="2/min")
+    # Uploads count in their own scope, not in "write".
+    ids = [upload(api, f"a\n{n}\n".encode()).json()["id"] for n in range(3)]
+    assert api.post(f"/api/datasets/{ids[0]}/cancel/").status_code == 200
+    assert api.post(f"/api/datasets/{ids[1]}/cancel/").status_code == 200
+    refused = api.delete(f"/api/datasets/{ids[2]}/")
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert refused.json()["error"]["code"] == "throttled"
+    assert api.post(f"/api/datasets/{ids[2]}/cancel/").status_code == 429
+    # Nothing was done, and the other scopes and users are not held back.
+    detail = api.get(f"/api/datasets/{ids[2]}/")
+    assert detail.status_code == 200
+    assert detail.json()["status"] == "pending"
+    assert upload(api, b"a\n4\n").status_code == 201
+    theirs = upload(other_api, b"a\n5\n").json()["id"]
+    assert other_api.post(f"/api/datasets/{theirs}/cancel/").status_code == 200
+
+
+def test_anonymous_requests_have_their_own_rate_per_address(user, api, settings):
+    rates(settings, anon="2/min")
+    schema = {"path": "/api/schema/", "HTTP_ACCEPT": "application/json"}
+    anonymous = APIClient()
+    for _ in range(2):
+        assert anonymous.get(**schema).status_code == 200
+    refused = anonymous.get(**schema)
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert refused.json()["error"]["code"] == "throttled"
+    # Another address, an authenticated caller (read) and a login (login) are not held back.
+    assert APIClient(REMOTE_ADDR="192.0.2.7").get(**schema).status_code == 200
+    assert api.get(**schema).status_code == 200
+    login = anonymous.post("/api/auth/token/", {"username": "alice", "password": "pw-alice"})
+    assert login.status_code == 200
+
+
 def test_login_attempts_are_throttled_per_address(user, settings):
     rates(settings, login="2/min")
     client = APIClient()
