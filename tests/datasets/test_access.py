@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 from csvault.audit.models import AuditAction, AuditEvent
 from csvault.datasets.models import Dataset
 from tests.csvdata import MARKER, to_csv, tricky_rows
-from tests.helpers import client_for, ingest, rates, upload
+from csvault.pipeline.scan import ScanRetry, dataset_scan
+from tests.helpers import client_for, free_port, ingest, rates, upload
 from tests.scanning.samples import csv_with_cell, eicar
 
 pytestmark = pytest.mark.django_db
@@ -239,6 +240,33 @@ def test_a_malware_verdict_is_audited(api):
     assert str(event.dataset_id) == dataset_id
     assert event.username == "alice"
     assert "Eicar" in event.detail["signature"] or "EICAR" in event.detail["signature"]
+
+
+def test_a_cancel_is_audited_with_its_dataset_and_user(api, other_api, user):
+    dataset_id = upload(api, b"a\n1\n").json()["id"]
+    assert other_api.post(f"/api/datasets/{dataset_id}/cancel/").status_code == 404
+    assert events(AuditAction.CANCEL) == []
+    assert api.post(f"/api/datasets/{dataset_id}/cancel/").status_code == 200
+    (event,) = events(AuditAction.CANCEL)
+    assert str(event.dataset_id) == dataset_id
+    assert (event.user, event.username, event.ip) == (user, "alice", "127.0.0.1")
+
+
+# A scan that finds no scanner hands the dataset back on a fresh connection (outside a
+# test's transaction, as in a worker).
+@pytest.mark.django_db(transaction=True)
+def test_a_scan_given_up_for_want_of_a_scanner_is_audited_for_the_owner(api, user, settings):
+    settings.CLAMD_URL = f"tcp://127.0.0.1:{free_port()}"  # nothing listens
+    settings.CSVAULT_SCAN_MAX_ATTEMPTS = 2
+    dataset_id = upload(api, b"a\n1\n").json()["id"]
+    with pytest.raises(ScanRetry):
+        dataset_scan(dataset_id=dataset_id, on_clean=None)
+    assert events(AuditAction.SCAN_FAILED) == []  # a retry is not a failure
+    assert dataset_scan(dataset_id=dataset_id, on_clean=None).status == "failed"
+    (event,) = events(AuditAction.SCAN_FAILED)
+    assert str(event.dataset_id) == dataset_id
+    assert (event.user, event.username) == (user, "alice")
+    assert event.detail == {"reason": "scanner_unavailable"}
 
 
 def test_a_refused_upload_is_audited(api):
