@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,10 @@ def csvault(live_server: Any, token: str | None, *args: str, **env: str) -> Any:
 
 def scan_and_ingest(dataset_id: str) -> str:
     """The pipeline in-process (no worker): the dataset's final status."""
-    if dataset_scan(dataset_id=dataset_id, on_clean=None).status == "queued":
-        return dataset_ingest(dataset_id=dataset_id).status
-    return Dataset.objects.get(id=dataset_id).status
+    uid = uuid.UUID(dataset_id)
+    if dataset_scan(dataset_id=uid, on_clean=None).status == "queued":
+        return dataset_ingest(dataset_id=uid).status
+    return Dataset.objects.get(id=uid).status
 
 
 class Stderr:

@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from csvault.audit.models import AuditAction, AuditEvent
 from csvault.datasets.models import Dataset
-from tests.csvdata import MARKER, to_csv, tricky_rows
 from csvault.pipeline.scan import ScanRetry, dataset_scan
+from tests.csvdata import MARKER, to_csv, tricky_rows
 from tests.helpers import client_for, free_port, ingest, rates, upload
 from tests.scanning.samples import csv_with_cell, eicar
 
@@ -74,17 +74,17 @@ def test_writes_over_the_rate_get_429_and_change_nothing(api, other_api, setting
 
 def test_anonymous_requests_have_their_own_rate_per_address(user, api, settings):
     rates(settings, anon="2/min")
-    schema = {"path": "/api/schema/", "HTTP_ACCEPT": "application/json"}
+    schema, json = "/api/schema/", "application/json"
     anonymous = APIClient()
     for _ in range(2):
-        assert anonymous.get(**schema).status_code == 200
-    refused = anonymous.get(**schema)
+        assert anonymous.get(schema, HTTP_ACCEPT=json).status_code == 200
+    refused = anonymous.get(schema, HTTP_ACCEPT=json)
     assert refused.status_code == 429
     assert 0 < int(refused["Retry-After"]) <= 60
     assert refused.json()["error"]["code"] == "throttled"
     # Another address, an authenticated caller (read) and a login (login) are not held back.
-    assert APIClient(REMOTE_ADDR="192.0.2.7").get(**schema).status_code == 200
-    assert api.get(**schema).status_code == 200
+    assert APIClient(REMOTE_ADDR="192.0.2.7").get(schema, HTTP_ACCEPT=json).status_code == 200
+    assert api.get(schema, HTTP_ACCEPT=json).status_code == 200
     login = anonymous.post("/api/auth/token/", {"username": "alice", "password": "pw-alice"})
     assert login.status_code == 200
 
