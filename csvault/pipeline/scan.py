@@ -87,7 +87,7 @@ def dataset_scan(
             plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
             result = scanner.scan(_heartbeat(plaintext, claimed))
     except ScannerUnavailable as exc:
-        return _unavailable(claimed, str(exc))
+        return _unavailable(claimed, str(exc), owner_id=dataset.owner_id)
     except StreamDecryptError as exc:
         _fail(claimed, file_corrupt_error(exc))
         return ScanOutcome(DatasetStatus.FAILED)
@@ -174,7 +174,7 @@ def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanRes
     return ScanOutcome(DatasetStatus.REJECTED, signature)
 
 
-def _unavailable(claimed: Claim, reason: str) -> ScanOutcome:
+def _unavailable(claimed: Claim, reason: str, *, owner_id: int) -> ScanOutcome:
     metrics.record_scan("unavailable", get_scanner().name)
     if claimed.attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
         _fail(
@@ -186,7 +186,10 @@ def _unavailable(claimed: Claim, reason: str) -> ScanOutcome:
             },
         )
         audit_record(
-            AuditAction.SCAN_FAILED, dataset_id=claimed.dataset_id, reason="scanner_unavailable"
+            AuditAction.SCAN_FAILED,
+            user_id=owner_id,
+            dataset_id=claimed.dataset_id,
+            reason="scanner_unavailable",
         )
         return ScanOutcome(DatasetStatus.FAILED)
     logger.warning(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -19,11 +21,28 @@ from tests.helpers import free_port, ingest, upload
 pytestmark = pytest.mark.django_db
 
 
-def test_metrics_are_shared_between_processes_through_files(settings: Any) -> None:
-    from csvault.core.metrics import multiprocess_mode
+# Another csvault process on the host: it counts uploads in the shared metric files.
+OTHER_PROCESS = """
+import sys
+from prometheus_client import Counter, values
+assert values.ValueClass._multiprocess, "not in multiprocess mode"
+Counter("csvault_uploads", "Datasets uploaded.").inc(int(sys.argv[1]))
+"""
 
-    assert multiprocess_mode()
-    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == settings.PROMETHEUS_MULTIPROC_DIR
+
+def test_metrics_are_shared_between_processes_through_files(settings: Any) -> None:
+    client = Client()
+    before = value(scrape(client), "csvault_uploads_total")
+    done = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS, "7"],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": settings.PROMETHEUS_MULTIPROC_DIR},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert value(scrape(client), "csvault_uploads_total") == before + 7
 
 
 def test_it_serves_the_prometheus_text_format_with_http_metrics() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -112,7 +113,15 @@ def test_a_failed_task_is_counted_and_logged_once_with_its_traceback(
         return [line for line in json_lines(text) if "ValueError" in line.get("exc_info", "")]
 
     wait_for(lambda: bool(tracebacks()), "the failure's log line")
-    time.sleep(1)  # let any second report of the same failure reach the log
+    # The worker's one pool process takes the next task only once the failed one is
+    # done with, reports included: when a task queued after it has logged, so has
+    # any second report of the failure.
+    after = str(uuid.uuid4())
+    ingest_dataset.delay(after)
+    wait_for(
+        lambda: f"ingest of {after} skipped" in celery_worker.log.read_text(),
+        "the next task's log line",
+    )
     logged = tracebacks()
     assert len(logged) == 1, logged
     assert logged[0]["level"] == "ERROR"

@@ -9,8 +9,9 @@ from rest_framework.test import APIClient
 
 from csvault.audit.models import AuditAction, AuditEvent
 from csvault.datasets.models import Dataset
+from csvault.pipeline.scan import ScanRetry, dataset_scan
 from tests.csvdata import MARKER, to_csv, tricky_rows
-from tests.helpers import client_for, ingest, rates, upload
+from tests.helpers import client_for, free_port, ingest, rates, upload
 from tests.scanning.samples import csv_with_cell, eicar
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +50,43 @@ def test_uploads_have_their_own_rate(api, settings):
     assert "Retry-After" in response
     assert api.get("/api/datasets/").status_code == 200
     assert Dataset.objects.count() == 1
+
+
+def test_writes_over_the_rate_get_429_and_change_nothing(api, other_api, settings):
+    rates(settings, write="2/min")
+    # Uploads count in their own scope, not in "write".
+    ids = [upload(api, f"a\n{n}\n".encode()).json()["id"] for n in range(3)]
+    assert api.post(f"/api/datasets/{ids[0]}/cancel/").status_code == 200
+    assert api.post(f"/api/datasets/{ids[1]}/cancel/").status_code == 200
+    refused = api.delete(f"/api/datasets/{ids[2]}/")
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert refused.json()["error"]["code"] == "throttled"
+    assert api.post(f"/api/datasets/{ids[2]}/cancel/").status_code == 429
+    # Nothing was done, and the other scopes and users are not held back.
+    detail = api.get(f"/api/datasets/{ids[2]}/")
+    assert detail.status_code == 200
+    assert detail.json()["status"] == "pending"
+    assert upload(api, b"a\n4\n").status_code == 201
+    theirs = upload(other_api, b"a\n5\n").json()["id"]
+    assert other_api.post(f"/api/datasets/{theirs}/cancel/").status_code == 200
+
+
+def test_anonymous_requests_have_their_own_rate_per_address(user, api, settings):
+    rates(settings, anon="2/min")
+    schema, json = "/api/schema/", "application/json"
+    anonymous = APIClient()
+    for _ in range(2):
+        assert anonymous.get(schema, HTTP_ACCEPT=json).status_code == 200
+    refused = anonymous.get(schema, HTTP_ACCEPT=json)
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert refused.json()["error"]["code"] == "throttled"
+    # Another address, an authenticated caller (read) and a login (login) are not held back.
+    assert APIClient(REMOTE_ADDR="192.0.2.7").get(schema, HTTP_ACCEPT=json).status_code == 200
+    assert api.get(schema, HTTP_ACCEPT=json).status_code == 200
+    login = anonymous.post("/api/auth/token/", {"username": "alice", "password": "pw-alice"})
+    assert login.status_code == 200
 
 
 def test_login_attempts_are_throttled_per_address(user, settings):
@@ -202,6 +240,33 @@ def test_a_malware_verdict_is_audited(api):
     assert str(event.dataset_id) == dataset_id
     assert event.username == "alice"
     assert "Eicar" in event.detail["signature"] or "EICAR" in event.detail["signature"]
+
+
+def test_a_cancel_is_audited_with_its_dataset_and_user(api, other_api, user):
+    dataset_id = upload(api, b"a\n1\n").json()["id"]
+    assert other_api.post(f"/api/datasets/{dataset_id}/cancel/").status_code == 404
+    assert events(AuditAction.CANCEL) == []
+    assert api.post(f"/api/datasets/{dataset_id}/cancel/").status_code == 200
+    (event,) = events(AuditAction.CANCEL)
+    assert str(event.dataset_id) == dataset_id
+    assert (event.user, event.username, event.ip) == (user, "alice", "127.0.0.1")
+
+
+# A scan that finds no scanner hands the dataset back on a fresh connection (outside a
+# test's transaction, as in a worker).
+@pytest.mark.django_db(transaction=True)
+def test_a_scan_given_up_for_want_of_a_scanner_is_audited_for_the_owner(api, user, settings):
+    settings.CLAMD_URL = f"tcp://127.0.0.1:{free_port()}"  # nothing listens
+    settings.CSVAULT_SCAN_MAX_ATTEMPTS = 2
+    dataset_id = upload(api, b"a\n1\n").json()["id"]
+    with pytest.raises(ScanRetry):
+        dataset_scan(dataset_id=dataset_id, on_clean=None)
+    assert events(AuditAction.SCAN_FAILED) == []  # a retry is not a failure
+    assert dataset_scan(dataset_id=dataset_id, on_clean=None).status == "failed"
+    (event,) = events(AuditAction.SCAN_FAILED)
+    assert str(event.dataset_id) == dataset_id
+    assert (event.user, event.username) == (user, "alice")
+    assert event.detail == {"reason": "scanner_unavailable"}
 
 
 def test_a_refused_upload_is_audited(api):

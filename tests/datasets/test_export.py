@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import uuid
 from urllib.parse import quote
 
 import pytest
@@ -243,3 +244,27 @@ def test_errors_are_json_even_when_the_client_accepts_csv(api):
 def test_export_is_read_only(api):
     dataset_id = ingest(upload(api, b"a\n1\n"))
     assert api.post(f"/api/datasets/{dataset_id}/export/").status_code == 405
+
+
+@pytest.mark.parametrize("query", ["?format=csv", "?format=jsonl", ""])
+def test_head_by_another_user_answers_like_an_absent_dataset(api, other_api, query):
+    dataset_id = ingest(upload(api, b"a\n1\n", name="payroll.csv"))
+    theirs = other_api.head(f"/api/datasets/{dataset_id}/export/{query}")
+    absent = other_api.head(f"/api/datasets/{uuid.uuid4()}/export/{query}")
+    # HEAD answers carry no body: the status and headers must give nothing away.
+    assert theirs.status_code == absent.status_code == 404
+    assert theirs["Content-Type"] == absent["Content-Type"] == "application/json"
+    assert theirs["Content-Length"] == absent["Content-Length"]
+    assert sorted(theirs.headers) == sorted(absent.headers)
+    assert "Content-Disposition" not in theirs
+    assert "payroll" not in str(theirs.headers)
+
+
+def test_head_by_an_anonymous_caller_answers_401(api):
+    dataset_id = ingest(upload(api, b"a\n1\n", name="payroll.csv"))
+    response = APIClient().head(f"/api/datasets/{dataset_id}/export/?format=csv")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json"
+    assert "WWW-Authenticate" in response
+    assert "Content-Disposition" not in response
+    assert "payroll" not in str(response.headers)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from csvault.crypto.keyring import generate_master_key_spec
 from csvault.datasets.keys import get_keyring
@@ -20,7 +25,7 @@ from csvault.datasets.rotation import (
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.scan import dataset_scan
 from tests.csvdata import to_csv, tricky_rows
-from tests.helpers import ingest, read_all_rows, upload
+from tests.helpers import ROOT, ingest, read_all_rows, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -117,13 +122,54 @@ def test_it_exits_non_zero_naming_the_key_it_cannot_unwrap(api, settings):
     assert Dataset.objects.get(id=kept).key_id == "B"
 
 
+def subprocess_database_url() -> str:
+    """The test database as a DATABASE_URL, for a manage.py process."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{db['USER']}{password}@" if db.get("USER") else ""
+    return f"postgres://{auth}{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def manage_py(*args: str, master_keys: str) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ...`` in its own process, against the test database."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": subprocess_database_url(),
+            "CSVAULT_DATA_DIR": str(django_settings.DATA_DIR),
+            "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
+            "CSVAULT_MASTER_KEYS": master_keys,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_command_fails_through_manage_py_with_a_non_zero_status(api, settings):
     settings.CSVAULT_MASTER_KEYS = KEY_A
-    ingest(upload(api, b"a\n1\n"))
-    settings.CSVAULT_MASTER_KEYS = KEY_B
-    with pytest.raises(CommandError) as raised:
-        rotate()
-    assert raised.value.returncode == 1
+    dataset_id = ingest(upload(api, b"a\n1\n"))
+
+    failed = manage_py("rotate_master_key", master_keys=KEY_B)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "Could not unwrap: 1" in failed.stdout
+    assert "CommandError: Some data keys could not be unwrapped (master key ids: A)" in (
+        failed.stderr
+    )
+    assert "Traceback" not in failed.stderr
+    assert KEY_A.split(":", 1)[1] not in failed.stdout + failed.stderr
+    assert Dataset.objects.get(id=dataset_id).key_id == "A"
+
+    done = manage_py("rotate_master_key", master_keys=f"{KEY_B},{KEY_A}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Re-wrapped: 1" in done.stdout
+    assert Dataset.objects.get(id=dataset_id).key_id == "B"
 
 
 def test_a_dataset_deleted_or_rotated_meanwhile_is_never_overwritten(api, settings):

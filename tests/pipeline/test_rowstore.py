@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from csvault.crypto.keyring import new_data_key
@@ -90,9 +88,16 @@ def test_a_read_finds_a_row_at_the_end_of_a_full_block(dataset) -> None:
 
 def test_another_datasets_blocks_are_not_read(dataset, user) -> None:
     other = Dataset.objects.create(owner=user, name="o.csv", size=1)
-    cipher = RowCipher(new_data_key(), dataset.id, attempt=1)
+    key = new_data_key()
+    cipher = RowCipher(key, dataset.id, attempt=1)
     _store(dataset, cipher, ROWS[:5], [5])
-    assert (
-        rows_read(ProcessedData.objects.filter(dataset_id=other.id), cipher, after=0, count=5) == []
-    )
-    assert uuid.UUID(str(dataset.id))
+    empty = ProcessedData.objects.filter(dataset_id=other.id)
+    assert rows_read(empty, cipher, after=0, count=5) == []
+    # Blocks are bound to their dataset: another dataset's blocks under the same key
+    # and row numbers are refused, not returned.
+    other_cipher = RowCipher(key, other.id, attempt=1)
+    _store(other, other_cipher, ROWS[5:10], [5])
+    with pytest.raises(RowDecryptError):
+        rows_read(ProcessedData.objects.filter(dataset_id=other.id), cipher, after=0, count=5)
+    mine = ProcessedData.objects.filter(dataset_id=dataset.id)
+    assert rows_read(mine, cipher, after=0, count=10) == list(enumerate(ROWS[:5], start=1))

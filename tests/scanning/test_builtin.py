@@ -231,10 +231,6 @@ def test_it_refuses_a_missing_directory(tmp_path: Path) -> None:
         SignatureScanner(tmp_path / "nowhere")
 
 
-def test_it_is_always_ready(shipped: SignatureScanner) -> None:
-    shipped.ping()
-
-
 @given(data=st.binary(max_size=2000), sizes=st.lists(st.integers(1, 100), min_size=1))
 def test_rechunk_keeps_the_bytes_and_bounds_every_piece(data: bytes, sizes: list[int]) -> None:
     chunks = []

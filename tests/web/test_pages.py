@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
@@ -10,6 +12,12 @@ from csvault.audit.models import AuditEvent
 from tests.helpers import rates
 
 pytestmark = pytest.mark.django_db
+
+
+def csv_file() -> io.BytesIO:
+    fh = io.BytesIO(b"a\n1\n")
+    fh.name = "page.csv"
+    return fh
 
 
 def test_the_page_needs_a_login(client):
@@ -33,13 +41,19 @@ def test_login_then_the_page_then_logout(user):
     assert home.status_code == 200
     assert b"Upload a CSV file" in home.content
     assert b"web/app.js" in home.content
-    assert "csrftoken" in home.cookies or "csrftoken" in client.cookies
+    # The page itself sets the CSRF cookie, readable by its script (not HttpOnly).
+    cookie = home.cookies["csrftoken"]
+    assert cookie.value
+    assert not cookie["httponly"]
     (login,) = AuditEvent.objects.filter(action="login")
     assert (login.username, login.detail) == ("alice", {"via": "session"})
 
-    # The page's script calls the API with the session and the CSRF token.
+    # The page's script calls the API with the session and that cookie's token.
     listing = client.get("/api/datasets/")
     assert listing.status_code == 200
+    assert client.post("/api/datasets/", {"file": csv_file()}).status_code == 403
+    sent = client.post("/api/datasets/", {"file": csv_file()}, HTTP_X_CSRFTOKEN=cookie.value)
+    assert sent.status_code == 201, sent.content
 
     out = client.post("/logout/", {"csrfmiddlewaretoken": client.cookies["csrftoken"].value})
     assert out.status_code == 302
