@@ -34,6 +34,11 @@
  * more text) or after max_rows rows; 1 = declined at the row starting at the
  * returned pos (hand the rest of the file to the Python reader); 2 = the end
  * of the text (final only). Rows before a decline are good and are returned.
+ *
+ * Arguments: 0 <= pos <= len(buf); delimiter an ASCII code other than NUL, the
+ * quote, CR and LF; 1 <= width, block_rows <= 2**31 - 1; max_field >= 0;
+ * max_row, block_bytes >= 1; max_rows >= 0. Out of range: ValueError (beyond
+ * a Py_ssize_t: OverflowError).
  */
 #define PY_SSIZE_T_CLEAN
 
@@ -202,6 +207,7 @@ typedef struct {
 } block_t;
 
 static PyObject *parse(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer view;
     Py_ssize_t pos, width, max_field, max_row, max_rows, block_rows, block_bytes;
     int final, delim;
@@ -209,8 +215,8 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                           &max_field, &max_row, &max_rows, &block_rows, &block_bytes))
         return NULL;
     if (pos < 0 || pos > view.len || delim < 1 || delim > 127 || delim == '"' || delim == '\r' ||
-        delim == '\n' || width < 1 || width > 0x7fffffff || block_rows < 1 ||
-        block_rows > 0x7fffffff || block_bytes < 1 || max_rows < 0) {
+        delim == '\n' || width < 1 || width > 0x7fffffff || max_field < 0 || max_row < 1 ||
+        block_rows < 1 || block_rows > 0x7fffffff || block_bytes < 1 || max_rows < 0) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "parse: argument out of range");
         return NULL;
@@ -312,7 +318,9 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_csvblocks", NULL, -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_csvblocks", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
 
 PyMODINIT_FUNC PyInit__csvblocks(void) {
     PyObject *m = PyModule_Create(&module);

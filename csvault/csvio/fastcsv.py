@@ -18,6 +18,7 @@ checks this on generated and hostile files).
 from __future__ import annotations
 
 import codecs
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -192,8 +193,13 @@ def open_fast_blocks(
 ) -> FastBlocks | None:
     """The fast path over a file whose header the reference reader has read as
     ``columns``; None when it cannot serve this file (not built, not UTF-8, a
-    delimiter outside ASCII, or a header it reads differently)."""
+    delimiter outside ASCII, limits outside the parser's range, or a header it reads
+    differently)."""
     if _csvblocks is None or encoding != "utf-8" or not 0 < ord(delimiter) < 128:
+        return None
+    if not (
+        0 <= limits.max_field_bytes <= sys.maxsize and 1 <= limits.max_line_chars <= sys.maxsize
+    ):
         return None
     fast = FastBlocks(chunks, delimiter=delimiter, width=len(columns), limits=limits)
     if has_header and not fast.skip_header(columns):
