@@ -18,9 +18,14 @@ checks this on generated and hostile files).
 from __future__ import annotations
 
 import codecs
+import importlib.machinery
+import importlib.util
+import os
 import sys
 import warnings
 from collections.abc import Iterable, Iterator
+from types import ModuleType
+from typing import Any
 
 from csvault.csvio.blocks import (
     BLOCK_MAX_ROWS,
@@ -31,10 +36,31 @@ from csvault.csvio.blocks import (
 )
 from csvault.csvio.limits import CsvLimits
 
-try:  # built by setup.py; the ingest uses the reference reader without it
-    from csvault.csvio import _csvblocks
-except ImportError:  # pragma: no cover - depends on the build
-    _csvblocks = None  # type: ignore[assignment]
+# A directory holding another build of the C parser to use instead of the one in the
+# package (scripts/c-sanitize.sh's sanitizer build); it must load from there.
+MODULE_DIR_ENV = "CSVAULT_FASTCSV_MODULE_DIR"
+
+
+def _load_parser() -> ModuleType | None:
+    directory = os.environ.get(MODULE_DIR_ENV)
+    if not directory:
+        try:  # built by setup.py; the ingest uses the reference reader without it
+            from csvault.csvio import _csvblocks
+        except ImportError:  # pragma: no cover - depends on the build
+            return None
+        return _csvblocks
+    name = "csvault.csvio._csvblocks"
+    path = os.path.join(directory, "_csvblocks" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not os.path.isfile(path):
+        raise ImportError(f"{MODULE_DIR_ENV}: no C parser at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+_csvblocks: Any = _load_parser()  # untyped: an extension module
 
 if _csvblocks is not None and (GRID_FORMAT, GRID_HEADER.size) != (
     _csvblocks.GRID_FORMAT,
@@ -48,7 +74,7 @@ if _csvblocks is not None and (GRID_FORMAT, GRID_HEADER.size) != (
         RuntimeWarning,
         stacklevel=1,
     )
-    _csvblocks = None  # type: ignore[assignment]
+    _csvblocks = None
 
 __all__ = ["FAST_AVAILABLE", "FastBlocks", "open_fast_blocks"]
 

@@ -9,6 +9,9 @@ reader finds no problem), and it must read ordinary files to the end.
 from __future__ import annotations
 
 import codecs
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +22,7 @@ from csvault.csvio.blocks import GRID_FORMAT, GRID_HEADER, block_rows, grid_bloc
 from csvault.csvio.fastcsv import FAST_AVAILABLE, FastBlocks, open_fast_blocks
 from csvault.csvio.reader import CsvDataError, CsvLimits, open_csv
 from tests.csvdata import HEADER, to_csv, tricky_rows
+from tests.csvio.examples import examples
 
 pytestmark = pytest.mark.skipif(
     not FAST_AVAILABLE, reason="C fast path not built (CI fails on this: CSVAULT_TEST_EXPECT)"
@@ -45,6 +49,29 @@ def test_the_c_parser_is_built_for_the_block_format_of_blocks_py() -> None:
         GRID_FORMAT,
         GRID_HEADER.size,
     ) == (fastcsv._csvblocks.GRID_FORMAT, fastcsv._csvblocks.GRID_HEADER_SIZE)
+
+
+def test_the_parser_loaded_is_the_one_in_csvault_fastcsv_module_dir_if_it_is_set() -> None:
+    """scripts/c-sanitize.sh names its sanitizer build there: this is the proof it is tested."""
+    loaded = os.path.dirname(os.path.realpath(fastcsv._csvblocks.__file__))
+    directory = os.environ.get(fastcsv.MODULE_DIR_ENV)
+    expected = directory or os.path.dirname(fastcsv.__file__)
+    assert loaded == os.path.realpath(expected)
+    from csvault.csvio import _csvblocks
+
+    assert _csvblocks is fastcsv._csvblocks
+
+
+def test_a_module_dir_without_the_parser_is_an_import_error(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import csvault.csvio.fastcsv"],
+        env={**os.environ, fastcsv.MODULE_DIR_ENV: str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"ImportError: {fastcsv.MODULE_DIR_ENV}: no C parser at {tmp_path}" in result.stderr
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
@@ -247,7 +274,7 @@ TOKENS = st.sampled_from(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     head=st.sampled_from([b"a,b\n", b"a\n", b"x,y,z\r\n", b""]),
     body=st.lists(TOKENS, max_size=60).map(b"".join),
@@ -259,7 +286,7 @@ def test_any_input_gives_the_reference_rows_or_a_prefix_of_them(head, body, size
     check(head + body, size, step, has_header=has_header)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     rows=st.integers(1, 4).flatmap(
         lambda width: st.lists(
