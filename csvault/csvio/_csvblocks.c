@@ -31,7 +31,7 @@
  *     limit is on each physical line with its line end).
  *
  * Status: 0 = stopped at an incomplete row at the end of buf (call again with
- * more text) or after max_rows rows; 1 = declined at the row starting at the
+ * more text; a row whose CR ends buf is one: an LF may follow) or after max_rows rows; 1 = declined at the row starting at the
  * returned pos (hand the rest of the file to the Python reader); 2 = the end
  * of the text (final only). Rows before a decline are good and are returned.
  *
@@ -175,6 +175,8 @@ static int parse_row(const in_t *in, Py_ssize_t *pos, out_t *o, int first_in_blo
         if (ended) {
             if (p < end && *p == '\r') {
                 p++;
+                /* An LF may follow in the next text, and would count in the line's length. */
+                if (p >= end && !in->final) return ROW_MORE;
                 if (p < end && *p == '\n') p++;
             } else if (p < end && *p == '\n') {
                 p++;

@@ -244,6 +244,23 @@ def test_lines_at_the_limit_with_their_line_end_are_read(data) -> None:
     assert reader.finished
 
 
+@pytest.mark.parametrize("data", [b"a,b\r\n1,23\r\n", b'a,b\r\n"",2\r\n', b"a,b\r\n1,23\r"])
+def test_a_crlf_split_between_two_reads_counts_in_the_line_limit(monkeypatch, data) -> None:
+    # Each line is at the limit with its CR: the LF takes it over (but at the end of the file).
+    for read_bytes in range(1, len(data) + 1):
+        monkeypatch.setattr(fastcsv, "_READ_BYTES", read_bytes)
+        reader = check(data, 1, limits=CsvLimits(max_line_chars=5))
+        assert reader is not None
+        assert reader.rows_done == (1 if data.endswith(b"\r") else 0)
+
+
+def test_a_row_whose_cr_ends_the_text_waits_for_more_unless_it_is_the_end() -> None:
+    parse = fastcsv._csvblocks.parse
+    assert parse(b"1,23\r", 0, False, ord(","), 2, 100, 5, 10, 10, 100)[1:] == ([], 0, 0, 0)
+    assert parse(b"1,23\r", 0, True, ord(","), 2, 100, 5, 10, 10, 100)[1:] == ([1], 5, 1, 2)
+    assert parse(b"1,23\r\n", 0, False, ord(","), 2, 100, 5, 10, 10, 100)[1:] == ([], 0, 0, 1)
+
+
 def test_it_is_not_used_for_what_it_does_not_read() -> None:
     utf16 = codecs.BOM_UTF16_LE + "a,b\n1,2\n".encode("utf-16-le")
     assert check(utf16) is None
