@@ -303,6 +303,39 @@ def test_any_input_gives_the_reference_rows_or_a_prefix_of_them(head, body, size
     check(head + body, size, step, has_header=has_header)
 
 
+# Rows of mostly two short values: lengths near small limits, line ends split anywhere.
+VALUES = st.one_of(
+    st.sampled_from([b"", b"1", b"12", b"123", b'""', b'"x"', b'"a\r\nb"', b"\xc3\xa9"]), TOKENS
+)
+LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r", b"\r\n\r\n", b""])
+
+
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.lists(
+        st.tuples(st.lists(VALUES, min_size=1, max_size=3).map(b",".join), LINE_ENDS).map(b"".join),
+        max_size=8,
+    ).map(b"".join),
+    size=st.integers(1, 8),
+    step=st.integers(1, 4),
+    read_bytes=st.integers(1, 24),
+    max_field=st.integers(0, 6),
+    max_line=st.integers(1, 12),
+    max_rows=st.integers(1, 6),
+    has_header=st.booleans(),
+)
+def test_small_limits_and_reads_cut_anywhere_give_the_reference_rows_or_a_prefix(
+    data, size, step, read_bytes, max_field, max_line, max_rows, has_header
+):
+    limits = CsvLimits(max_field_bytes=max_field, max_line_chars=max_line, max_rows=max_rows)
+    saved = fastcsv._READ_BYTES
+    fastcsv._READ_BYTES = read_bytes
+    try:
+        check(b"a,b\r\n" + data, size, step, has_header=has_header, limits=limits)
+    finally:
+        fastcsv._READ_BYTES = saved
+
+
 @settings(max_examples=examples(200), deadline=None)
 @given(
     rows=st.integers(1, 4).flatmap(
