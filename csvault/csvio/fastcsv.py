@@ -119,16 +119,18 @@ class FastBlocks:
         """Append the next ~1 MiB of text to what is left, or mark the end."""
         parts = [self._buf[self._pos :]]
         size = len(parts[0])
+        # The first read holds at least the length of a byte order mark.
+        enough = _READ_BYTES if self._started else max(_READ_BYTES, len(codecs.BOM_UTF8))
         for chunk in self._chunks:
             self.bytes_consumed += len(chunk)
             parts.append(bytes(chunk))
             size += len(parts[-1])
-            if size >= _READ_BYTES:
+            if size >= enough:
                 break
         else:
             self._final = True
         self._buf, self._pos = b"".join(parts), 0
-        if not self._started:  # the first read holds the whole start of the file
+        if not self._started:
             self._started = True
             if self._buf.startswith(codecs.BOM_UTF8):  # dropped, as the reference reader does
                 self._pos = len(codecs.BOM_UTF8)

@@ -254,6 +254,16 @@ def test_a_crlf_split_between_two_reads_counts_in_the_line_limit(monkeypatch, da
         assert reader.rows_done == (1 if data.endswith(b"\r") else 0)
 
 
+@pytest.mark.parametrize("has_header", [True, False])
+@pytest.mark.parametrize("read_bytes", [1, 2, 3, 4])
+def test_a_bom_is_dropped_whatever_the_size_of_the_reads(monkeypatch, has_header, read_bytes):
+    monkeypatch.setattr(fastcsv, "_READ_BYTES", read_bytes)
+    reader = check(codecs.BOM_UTF8 + b"x,a\r\n1,2\r\n", 1, has_header=has_header)
+    assert reader is not None
+    assert reader.finished
+    assert reader.rows_done == (1 if has_header else 2)
+
+
 def test_a_row_whose_cr_ends_the_text_waits_for_more_unless_it_is_the_end() -> None:
     parse = fastcsv._csvblocks.parse
     assert parse(b"1,23\r", 0, False, ord(","), 2, 100, 5, 10, 10, 100)[1:] == ([], 0, 0, 0)
