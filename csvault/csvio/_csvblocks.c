@@ -37,8 +37,9 @@
  *
  * Arguments: 0 <= pos <= len(buf); delimiter an ASCII code other than NUL, the
  * quote, CR and LF; 1 <= width, block_rows <= 2**31 - 1; max_field >= 0;
- * max_row, block_bytes >= 1; max_rows >= 0. Out of range: ValueError (beyond
- * a Py_ssize_t: OverflowError).
+ * max_row >= 2 (blank lines are skipped unmeasured, and CRLF is 2 bytes);
+ * block_bytes >= 1; max_rows >= 0. Out of range: ValueError (beyond a
+ * Py_ssize_t: OverflowError).
  */
 #define PY_SSIZE_T_CLEAN
 
@@ -50,6 +51,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* First capacities of the output and of the block list. scripts/c-sanitize.sh builds
+ * with both at 1, so that small inputs cross every capacity boundary under ASan. */
+#ifndef OUT_FIRST_CAP
+#define OUT_FIRST_CAP 65536
+#endif
+#ifndef BLOCKS_FIRST_CAP
+#define BLOCKS_FIRST_CAP 64
+#endif
+
 enum { ST_MORE = 0, ST_DECLINE = 1, ST_END = 2 };
 enum { ROW_OK = 0, ROW_MORE = 1, ROW_DECLINE = 2 };
 
@@ -60,7 +70,7 @@ typedef struct {
 
 static int out_reserve(out_t *o, size_t extra) {
     if (o->size + extra <= o->cap) return 0;
-    size_t cap = o->cap ? o->cap : 65536;
+    size_t cap = o->cap ? o->cap : OUT_FIRST_CAP;
     while (cap < o->size + extra) cap *= 2;
     unsigned char *data = realloc(o->data, cap);
     if (!data) return -1;
@@ -217,7 +227,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                           &max_field, &max_row, &max_rows, &block_rows, &block_bytes))
         return NULL;
     if (pos < 0 || pos > view.len || delim < 1 || delim > 127 || delim == '"' || delim == '\r' ||
-        delim == '\n' || width < 1 || width > 0x7fffffff || max_field < 0 || max_row < 1 ||
+        delim == '\n' || width < 1 || width > 0x7fffffff || max_field < 0 || max_row < 2 ||
         block_rows < 1 || block_rows > 0x7fffffff || block_bytes < 1 || max_rows < 0) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "parse: argument out of range");
@@ -241,7 +251,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         }
         if (!open_block) {
             if (nblocks == cap_blocks) {
-                size_t cap = cap_blocks ? 2 * cap_blocks : 64;
+                size_t cap = cap_blocks ? 2 * cap_blocks : BLOCKS_FIRST_CAP;
                 block_t *grown = realloc(blocks, cap * sizeof(block_t));
                 if (!grown || out_reserve(&o, GRID_HEADER_SIZE) < 0) {
                     if (grown) blocks = grown;

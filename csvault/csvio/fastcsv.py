@@ -226,7 +226,7 @@ def open_fast_blocks(
     if _csvblocks is None or encoding != "utf-8" or not 0 < ord(delimiter) < 128:
         return None
     if not (
-        0 <= limits.max_field_bytes <= sys.maxsize and 1 <= limits.max_line_chars <= sys.maxsize
+        0 <= limits.max_field_bytes <= sys.maxsize and 2 <= limits.max_line_chars <= sys.maxsize
     ):
         return None
     fast = FastBlocks(chunks, delimiter=delimiter, width=len(columns), limits=limits)
