@@ -2,16 +2,16 @@
 # The C parser (csvault/csvio/_csvblocks.c) under AddressSanitizer and UBSan: built
 # into a temporary directory (the package's own build is left alone), loaded through
 # CSVAULT_FASTCSV_MODULE_DIR, then tests/csvio's differential tests run against it with
-# CSVAULT_TEST_EXAMPLES times their Hypothesis examples. Then atheris fuzzes it for
-# FUZZ_SECONDS (0: not at all; needs the fuzz extra) and every input it kept runs again
-# under ASan. Needs gcc (with libasan and libubsan) and Python's headers; make sanitize
+# CSVAULT_TEST_EXAMPLES times their Hypothesis examples. Then atheris fuzzes it:
+# FUZZ_SECONDS guided by coverage (0: no fuzzing; needs the fuzz extra), then half as
+# long under ASan from the inputs it kept. Needs gcc (with libasan and libubsan) and Python's headers; make sanitize
 # runs it in the project's .venv. A failing input the fuzzer finds is left in var/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 python="${PYTHON:-.venv/bin/python}"
 export CSVAULT_TEST_EXAMPLES="${CSVAULT_TEST_EXAMPLES:-16}"
-fuzz_seconds="${FUZZ_SECONDS:-60}"
+fuzz_seconds="${FUZZ_SECONDS:-40}"
 
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
@@ -80,10 +80,10 @@ if ! "$python" -c 'import atheris' 2>/dev/null; then
   echo "c-sanitize: atheris is not installed (the fuzz extra; make sanitize installs it)" >&2
   exit 1
 fi
-# libFuzzer's coverage and gcc's ASan runtime do not mix (its coverage hooks are
-# stubs that take precedence): the fuzzer runs a UBSan build whose comparisons
-# feed libFuzzer (trace-cmp, with -use_value_profile), then the ASan build runs
-# every input the fuzzer kept.
+# libFuzzer's coverage and gcc's ASan runtime do not mix (the runtime's coverage
+# hooks are stubs that take precedence): guided fuzzing runs a UBSan build whose
+# comparisons feed libFuzzer (trace-cmp, with -use_value_profile); then the ASan
+# build runs every input it kept, and mutations of them, without guidance.
 mkdir -p "$build/fuzz" "$build/corpus" var/fuzz
 echo "== fuzzing a UBSan build for $fuzz_seconds s (atheris)"
 gcc "${flags[@]}" -fsanitize=undefined -fsanitize-coverage=trace-cmp \
@@ -101,14 +101,15 @@ if [ "$status" != 0 ]; then
 fi
 grep -E "^Done|stat::number_of_executed_units|stat::new_units_added" "$fuzz_log" || true
 kept="$(find "$build/corpus" -type f | wc -l)"
-echo "== running the $kept inputs the fuzzer kept under ASan and UBSan"
+asan_seconds=$(((fuzz_seconds + 1) / 2))
+echo "== the $kept inputs the fuzzer kept, then their mutations for $asan_seconds s, under ASan and UBSan"
 status=0
-sanitized env PYTHONPATH=. "$python" tests/csvio/fuzz_fastcsv.py -runs=0 "$build/corpus" \
-  >"$fuzz_log" 2>&1 || status=$?
+sanitized env PYTHONPATH=. "$python" tests/csvio/fuzz_fastcsv.py -max_total_time="$asan_seconds" \
+  -artifact_prefix=var/fuzz/ -print_final_stats=1 "$build/corpus" >"$fuzz_log" 2>&1 || status=$?
 if [ "$status" != 0 ]; then
   grep -v "^INFO: Instrumenting" "$fuzz_log" | tail -n 60
-  echo "c-sanitize: an input fails under ASan/UBSan" >&2
+  echo "c-sanitize: an input fails under ASan/UBSan (saved in var/fuzz/, named above)" >&2
   exit 1
 fi
-grep -E "^Done" "$fuzz_log" || true
+grep -E "^Done|stat::number_of_executed_units" "$fuzz_log" || true
 echo "c-sanitize: passed in $((SECONDS - started)) s"
