@@ -31,9 +31,10 @@
  *     limit is on each physical line with its line end).
  *
  * Status: 0 = stopped at an incomplete row at the end of buf (call again with
- * more text; a row whose CR ends buf is one: an LF may follow) or after max_rows rows; 1 = declined at the row starting at the
- * returned pos (hand the rest of the file to the Python reader); 2 = the end
- * of the text (final only). Rows before a decline are good and are returned.
+ * more text; a row whose CR ends buf is one, as an LF may follow) or after
+ * max_rows rows; 1 = declined at the row starting at the returned pos (hand the
+ * rest of the file to the Python reader); 2 = the end of the text (final only).
+ * Rows before a decline are good and are returned.
  *
  * Arguments: 0 <= pos <= len(buf); delimiter an ASCII code other than NUL, the
  * quote, CR and LF; 1 <= width, block_rows <= 2**31 - 1; max_field >= 0;
