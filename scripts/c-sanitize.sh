@@ -4,8 +4,9 @@
 # CSVAULT_FASTCSV_MODULE_DIR, then tests/csvio's differential tests run against it with
 # CSVAULT_TEST_EXAMPLES times their Hypothesis examples. Then atheris fuzzes it:
 # FUZZ_SECONDS guided by coverage (0: no fuzzing; needs the fuzz extra), then half as
-# long under ASan from the inputs it kept. Needs gcc (with libasan and libubsan) and Python's headers; make sanitize
-# runs it in the project's .venv. A failing input the fuzzer finds is left in var/fuzz/.
+# long under ASan from the inputs it kept. Needs gcc (with libasan and libubsan) and
+# Python's headers; make sanitize runs it in the project's .venv. A failing input the
+# fuzzer finds is left in var/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -37,7 +38,7 @@ sanitized() {
   # detect_leaks=0: CPython keeps memory to the end of the process on purpose.
   # PYTHONMALLOC=malloc: every Python object (the parser's input) gets ASan's redzones.
   LD_PRELOAD="$libasan" PYTHONMALLOC=malloc \
-  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   CSVAULT_FASTCSV_MODULE_DIR="$build" HYPOTHESIS_PROFILE=sanitize \
   "$@"
@@ -90,7 +91,8 @@ gcc "${flags[@]}" -fsanitize=undefined -fsanitize-coverage=trace-cmp \
   csvault/csvio/_csvblocks.c -o "$build/fuzz/_csvblocks$suffix"
 fuzz_log="$build/fuzz.log"
 status=0
-PYTHONPATH=. CSVAULT_FASTCSV_MODULE_DIR="$build/fuzz" UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+PYTHONPATH=. CSVAULT_FASTCSV_MODULE_DIR="$build/fuzz" \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   "$python" tests/csvio/fuzz_fastcsv.py -max_total_time="$fuzz_seconds" -use_value_profile=1 \
   -artifact_prefix=var/fuzz/ -print_final_stats=1 "$build/corpus" >"$fuzz_log" 2>&1 || status=$?
 if [ "$status" != 0 ]; then
@@ -102,7 +104,8 @@ fi
 grep -E "^Done|stat::number_of_executed_units|stat::new_units_added" "$fuzz_log" || true
 kept="$(find "$build/corpus" -type f | wc -l)"
 asan_seconds=$(((fuzz_seconds + 1) / 2))
-echo "== the $kept inputs the fuzzer kept, then their mutations for $asan_seconds s, under ASan and UBSan"
+echo "== the $kept inputs the fuzzer kept, then their mutations for $asan_seconds s," \
+  "under ASan and UBSan"
 status=0
 sanitized env PYTHONPATH=. "$python" tests/csvio/fuzz_fastcsv.py -max_total_time="$asan_seconds" \
   -artifact_prefix=var/fuzz/ -print_final_stats=1 "$build/corpus" >"$fuzz_log" 2>&1 || status=$?
