@@ -90,3 +90,13 @@ $(LOADTEST_STAMP): $(STAMP)
 .PHONY: loadtest
 loadtest: $(LOADTEST_STAMP)
 	scripts/loadtest.sh
+
+## the C parser under ASan/UBSan: differential tests with more examples, then a bounded
+## fuzzing run (scripts/c-sanitize.sh; CSVAULT_TEST_EXAMPLES, FUZZ_SECONDS); needs gcc
+FUZZ_STAMP := $(VENV)/.fuzz-$(shell sha1sum pyproject.toml | cut -c1-12)
+$(FUZZ_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	rm -f $(VENV)/.fuzz-* && touch $@
+.PHONY: sanitize
+sanitize: install $(FUZZ_STAMP)
+	scripts/c-sanitize.sh

@@ -31,9 +31,16 @@
  *     limit is on each physical line with its line end).
  *
  * Status: 0 = stopped at an incomplete row at the end of buf (call again with
- * more text) or after max_rows rows; 1 = declined at the row starting at the
- * returned pos (hand the rest of the file to the Python reader); 2 = the end
- * of the text (final only). Rows before a decline are good and are returned.
+ * more text; a row whose CR ends buf is one, as an LF may follow) or after
+ * max_rows rows; 1 = declined at the row starting at the returned pos (hand the
+ * rest of the file to the Python reader); 2 = the end of the text (final only).
+ * Rows before a decline are good and are returned.
+ *
+ * Arguments: 0 <= pos <= len(buf); delimiter an ASCII code other than NUL, the
+ * quote, CR and LF; 1 <= width, block_rows <= 2**31 - 1; max_field >= 0;
+ * max_row >= 2 (blank lines are skipped unmeasured, and CRLF is 2 bytes);
+ * block_bytes >= 1; max_rows >= 0. Out of range: ValueError (beyond a
+ * Py_ssize_t: OverflowError).
  */
 #define PY_SSIZE_T_CLEAN
 
@@ -45,6 +52,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* First capacities of the output and of the block list. scripts/c-sanitize.sh builds
+ * with both at 1, so that small inputs cross every capacity boundary under ASan. */
+#ifndef OUT_FIRST_CAP
+#define OUT_FIRST_CAP 65536
+#endif
+#ifndef BLOCKS_FIRST_CAP
+#define BLOCKS_FIRST_CAP 64
+#endif
+
 enum { ST_MORE = 0, ST_DECLINE = 1, ST_END = 2 };
 enum { ROW_OK = 0, ROW_MORE = 1, ROW_DECLINE = 2 };
 
@@ -55,7 +71,7 @@ typedef struct {
 
 static int out_reserve(out_t *o, size_t extra) {
     if (o->size + extra <= o->cap) return 0;
-    size_t cap = o->cap ? o->cap : 65536;
+    size_t cap = o->cap ? o->cap : OUT_FIRST_CAP;
     while (cap < o->size + extra) cap *= 2;
     unsigned char *data = realloc(o->data, cap);
     if (!data) return -1;
@@ -170,6 +186,8 @@ static int parse_row(const in_t *in, Py_ssize_t *pos, out_t *o, int first_in_blo
         if (ended) {
             if (p < end && *p == '\r') {
                 p++;
+                /* An LF may follow in the next text, and would count in the line's length. */
+                if (p >= end && !in->final) return ROW_MORE;
                 if (p < end && *p == '\n') p++;
             } else if (p < end && *p == '\n') {
                 p++;
@@ -202,6 +220,7 @@ typedef struct {
 } block_t;
 
 static PyObject *parse(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer view;
     Py_ssize_t pos, width, max_field, max_row, max_rows, block_rows, block_bytes;
     int final, delim;
@@ -209,8 +228,8 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                           &max_field, &max_row, &max_rows, &block_rows, &block_bytes))
         return NULL;
     if (pos < 0 || pos > view.len || delim < 1 || delim > 127 || delim == '"' || delim == '\r' ||
-        delim == '\n' || width < 1 || width > 0x7fffffff || block_rows < 1 ||
-        block_rows > 0x7fffffff || block_bytes < 1 || max_rows < 0) {
+        delim == '\n' || width < 1 || width > 0x7fffffff || max_field < 0 || max_row < 2 ||
+        block_rows < 1 || block_rows > 0x7fffffff || block_bytes < 1 || max_rows < 0) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "parse: argument out of range");
         return NULL;
@@ -233,7 +252,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         }
         if (!open_block) {
             if (nblocks == cap_blocks) {
-                size_t cap = cap_blocks ? 2 * cap_blocks : 64;
+                size_t cap = cap_blocks ? 2 * cap_blocks : BLOCKS_FIRST_CAP;
                 block_t *grown = realloc(blocks, cap * sizeof(block_t));
                 if (!grown || out_reserve(&o, GRID_HEADER_SIZE) < 0) {
                     if (grown) blocks = grown;
@@ -312,7 +331,9 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_csvblocks", NULL, -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_csvblocks", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
 
 PyMODINIT_FUNC PyInit__csvblocks(void) {
     PyObject *m = PyModule_Create(&module);

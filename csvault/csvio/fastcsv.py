@@ -18,8 +18,14 @@ checks this on generated and hostile files).
 from __future__ import annotations
 
 import codecs
+import importlib.machinery
+import importlib.util
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
+from types import ModuleType
+from typing import Any
 
 from csvault.csvio.blocks import (
     BLOCK_MAX_ROWS,
@@ -30,10 +36,31 @@ from csvault.csvio.blocks import (
 )
 from csvault.csvio.limits import CsvLimits
 
-try:  # built by setup.py; the ingest uses the reference reader without it
-    from csvault.csvio import _csvblocks
-except ImportError:  # pragma: no cover - depends on the build
-    _csvblocks = None  # type: ignore[assignment]
+# A directory holding another build of the C parser to use instead of the one in the
+# package (scripts/c-sanitize.sh's sanitizer build); it must load from there.
+MODULE_DIR_ENV = "CSVAULT_FASTCSV_MODULE_DIR"
+
+
+def _load_parser() -> ModuleType | None:
+    directory = os.environ.get(MODULE_DIR_ENV)
+    if not directory:
+        try:  # built by setup.py; the ingest uses the reference reader without it
+            from csvault.csvio import _csvblocks
+        except ImportError:  # pragma: no cover - depends on the build
+            return None
+        return _csvblocks
+    name = "csvault.csvio._csvblocks"
+    path = os.path.join(directory, "_csvblocks" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not os.path.isfile(path):
+        raise ImportError(f"{MODULE_DIR_ENV}: no C parser at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+_csvblocks: Any = _load_parser()  # untyped: an extension module
 
 if _csvblocks is not None and (GRID_FORMAT, GRID_HEADER.size) != (
     _csvblocks.GRID_FORMAT,
@@ -47,7 +74,7 @@ if _csvblocks is not None and (GRID_FORMAT, GRID_HEADER.size) != (
         RuntimeWarning,
         stacklevel=1,
     )
-    _csvblocks = None  # type: ignore[assignment]
+    _csvblocks = None
 
 __all__ = ["FAST_AVAILABLE", "FastBlocks", "open_fast_blocks"]
 
@@ -92,16 +119,18 @@ class FastBlocks:
         """Append the next ~1 MiB of text to what is left, or mark the end."""
         parts = [self._buf[self._pos :]]
         size = len(parts[0])
+        # The first read holds at least the length of a byte order mark.
+        enough = _READ_BYTES if self._started else max(_READ_BYTES, len(codecs.BOM_UTF8))
         for chunk in self._chunks:
             self.bytes_consumed += len(chunk)
             parts.append(bytes(chunk))
             size += len(parts[-1])
-            if size >= _READ_BYTES:
+            if size >= enough:
                 break
         else:
             self._final = True
         self._buf, self._pos = b"".join(parts), 0
-        if not self._started:  # the first read holds the whole start of the file
+        if not self._started:
             self._started = True
             if self._buf.startswith(codecs.BOM_UTF8):  # dropped, as the reference reader does
                 self._pos = len(codecs.BOM_UTF8)
@@ -192,8 +221,13 @@ def open_fast_blocks(
 ) -> FastBlocks | None:
     """The fast path over a file whose header the reference reader has read as
     ``columns``; None when it cannot serve this file (not built, not UTF-8, a
-    delimiter outside ASCII, or a header it reads differently)."""
+    delimiter outside ASCII, limits outside the parser's range, or a header it reads
+    differently)."""
     if _csvblocks is None or encoding != "utf-8" or not 0 < ord(delimiter) < 128:
+        return None
+    if not (
+        0 <= limits.max_field_bytes <= sys.maxsize and 2 <= limits.max_line_chars <= sys.maxsize
+    ):
         return None
     fast = FastBlocks(chunks, delimiter=delimiter, width=len(columns), limits=limits)
     if has_header and not fast.skip_header(columns):

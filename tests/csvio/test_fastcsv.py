@@ -9,6 +9,9 @@ reader finds no problem), and it must read ordinary files to the end.
 from __future__ import annotations
 
 import codecs
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +22,7 @@ from csvault.csvio.blocks import GRID_FORMAT, GRID_HEADER, block_rows, grid_bloc
 from csvault.csvio.fastcsv import FAST_AVAILABLE, FastBlocks, open_fast_blocks
 from csvault.csvio.reader import CsvDataError, CsvLimits, open_csv
 from tests.csvdata import HEADER, to_csv, tricky_rows
+from tests.csvio.examples import examples
 
 pytestmark = pytest.mark.skipif(
     not FAST_AVAILABLE, reason="C fast path not built (CI fails on this: CSVAULT_TEST_EXPECT)"
@@ -45,6 +49,29 @@ def test_the_c_parser_is_built_for_the_block_format_of_blocks_py() -> None:
         GRID_FORMAT,
         GRID_HEADER.size,
     ) == (fastcsv._csvblocks.GRID_FORMAT, fastcsv._csvblocks.GRID_HEADER_SIZE)
+
+
+def test_the_parser_loaded_is_the_one_in_csvault_fastcsv_module_dir_if_it_is_set() -> None:
+    """scripts/c-sanitize.sh names its sanitizer build there: this is the proof it is tested."""
+    loaded = os.path.dirname(os.path.realpath(fastcsv._csvblocks.__file__))
+    directory = os.environ.get(fastcsv.MODULE_DIR_ENV)
+    expected = directory or os.path.dirname(fastcsv.__file__)
+    assert loaded == os.path.realpath(expected)
+    from csvault.csvio import _csvblocks
+
+    assert _csvblocks is fastcsv._csvblocks
+
+
+def test_a_module_dir_without_the_parser_is_an_import_error(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import csvault.csvio.fastcsv"],
+        env={**os.environ, fastcsv.MODULE_DIR_ENV: str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"ImportError: {fastcsv.MODULE_DIR_ENV}: no C parser at {tmp_path}" in result.stderr
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
@@ -217,6 +244,33 @@ def test_lines_at_the_limit_with_their_line_end_are_read(data) -> None:
     assert reader.finished
 
 
+@pytest.mark.parametrize("data", [b"a,b\r\n1,23\r\n", b'a,b\r\n"",2\r\n', b"a,b\r\n1,23\r"])
+def test_a_crlf_split_between_two_reads_counts_in_the_line_limit(monkeypatch, data) -> None:
+    # Each line is at the limit with its CR: the LF takes it over (but at the end of the file).
+    for read_bytes in range(1, len(data) + 1):
+        monkeypatch.setattr(fastcsv, "_READ_BYTES", read_bytes)
+        reader = check(data, 1, limits=CsvLimits(max_line_chars=5))
+        assert reader is not None
+        assert reader.rows_done == (1 if data.endswith(b"\r") else 0)
+
+
+@pytest.mark.parametrize("has_header", [True, False])
+@pytest.mark.parametrize("read_bytes", [1, 2, 3, 4])
+def test_a_bom_is_dropped_whatever_the_size_of_the_reads(monkeypatch, has_header, read_bytes):
+    monkeypatch.setattr(fastcsv, "_READ_BYTES", read_bytes)
+    reader = check(codecs.BOM_UTF8 + b"x,a\r\n1,2\r\n", 1, has_header=has_header)
+    assert reader is not None
+    assert reader.finished
+    assert reader.rows_done == (1 if has_header else 2)
+
+
+def test_a_row_whose_cr_ends_the_text_waits_for_more_unless_it_is_the_end() -> None:
+    parse = fastcsv._csvblocks.parse
+    assert parse(b"1,23\r", 0, False, ord(","), 2, 100, 5, 10, 10, 100)[1:] == ([], 0, 0, 0)
+    assert parse(b"1,23\r", 0, True, ord(","), 2, 100, 5, 10, 10, 100)[1:] == ([1], 5, 1, 2)
+    assert parse(b"1,23\r\n", 0, False, ord(","), 2, 100, 5, 10, 10, 100)[1:] == ([], 0, 0, 1)
+
+
 def test_it_is_not_used_for_what_it_does_not_read() -> None:
     utf16 = codecs.BOM_UTF16_LE + "a,b\n1,2\n".encode("utf-16-le")
     assert check(utf16) is None
@@ -247,7 +301,7 @@ TOKENS = st.sampled_from(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     head=st.sampled_from([b"a,b\n", b"a\n", b"x,y,z\r\n", b""]),
     body=st.lists(TOKENS, max_size=60).map(b"".join),
@@ -259,7 +313,40 @@ def test_any_input_gives_the_reference_rows_or_a_prefix_of_them(head, body, size
     check(head + body, size, step, has_header=has_header)
 
 
-@settings(max_examples=200, deadline=None)
+# Rows of mostly two short values: lengths near small limits, line ends split anywhere.
+VALUES = st.one_of(
+    st.sampled_from([b"", b"1", b"12", b"123", b'""', b'"x"', b'"a\r\nb"', b"\xc3\xa9"]), TOKENS
+)
+LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r", b"\r\n\r\n", b""])
+
+
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.lists(
+        st.tuples(st.lists(VALUES, min_size=1, max_size=3).map(b",".join), LINE_ENDS).map(b"".join),
+        max_size=8,
+    ).map(b"".join),
+    size=st.integers(1, 8),
+    step=st.integers(1, 4),
+    read_bytes=st.integers(1, 24),
+    max_field=st.integers(0, 6),
+    max_line=st.integers(1, 12),
+    max_rows=st.integers(1, 6),
+    has_header=st.booleans(),
+)
+def test_small_limits_and_reads_cut_anywhere_give_the_reference_rows_or_a_prefix(
+    data, size, step, read_bytes, max_field, max_line, max_rows, has_header
+):
+    limits = CsvLimits(max_field_bytes=max_field, max_line_chars=max_line, max_rows=max_rows)
+    saved = fastcsv._READ_BYTES
+    fastcsv._READ_BYTES = read_bytes
+    try:
+        check(b"a,b\r\n" + data, size, step, has_header=has_header, limits=limits)
+    finally:
+        fastcsv._READ_BYTES = saved
+
+
+@settings(max_examples=examples(200), deadline=None)
 @given(
     rows=st.integers(1, 4).flatmap(
         lambda width: st.lists(

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csvault.csvio.reader import CsvDataError, CsvLimits, open_csv
+from tests.csvio.examples import examples
 from tests.helpers import all_rows
 
 CHUNK_SIZES = [1, 2, 3, 7, 65536]
@@ -567,7 +568,7 @@ def _table(draw: st.DrawFn) -> tuple[str, list[list[str]]]:
     return terminator, rows
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     table=_table(),
     cuts=st.lists(st.integers(0, 400), max_size=10),
@@ -688,7 +689,7 @@ def python_csv_reading(
     return rows, None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=_messy_file(), batch=st.integers(1, 5), max_rows=st.integers(1, 8))
 def test_read_rows_matches_python_csv_on_messy_files(
     data: bytes, batch: int, max_rows: int
@@ -700,7 +701,7 @@ def test_read_rows_matches_python_csv_on_messy_files(
     assert (flat, (error.code, error.row) if error else None) == python_csv_reading(data, max_rows)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=_messy_file(),
     limits=st.lists(st.integers(1, 4), min_size=1, max_size=5),
