@@ -28,9 +28,9 @@ import pytest
 
 from config import bootstrap
 
-#: Redis DB numbers test sessions take turns on (0 and 1 are ``make run``'s defaults;
-#: 13-15 are left for ad hoc servers).
-TEST_REDIS_DBS = range(2, 13)
+#: Redis DB numbers test sessions take turns on (0 and 1 are ``make run``'s defaults,
+#: 2 and 3 ``make bench``'s; 13-15 are left for ad hoc use).
+TEST_REDIS_DBS = range(4, 13)
 CLAIM_KEY = "csvault-test:redis-db:{}"
 CLAIM_SECONDS = 6 * 3600
 
