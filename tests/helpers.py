@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,6 +125,31 @@ def stored_rows(dataset_id: Any) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def assert_rows_exactly(dataset_id: Any, rows: list[list[str]]) -> None:
+    """The dataset completed with exactly ``rows``: row numbers 1..N, values equal, once each,
+    in the table and through the rows pages."""
+    from csvault.datasets.models import Dataset
+    from csvault.datasets.selectors import dataset_row_page
+
+    dataset = Dataset.objects.get(id=dataset_id)
+    assert dataset.status == "completed", dataset.error
+    assert dataset.row_count == len(rows)
+    stored = stored_rows(dataset_id)  # the table itself: blocks from row 1, no gap or overlap
+    assert [n for n, _ in stored] == list(range(1, len(rows) + 1))
+    assert [values for _, values in stored] == rows
+    after, got = 0, []
+    while True:
+        page = dataset_row_page(
+            owner=dataset.owner, dataset_id=dataset.id, after=after, limit=20_000
+        )
+        got.extend(page.rows)
+        if not page.has_more:
+            break
+        after = page.rows[-1][0]
+    assert [n for n, _ in got] == list(range(1, len(rows) + 1))
+    assert [values for _, values in got] == rows
+
+
 def block_start(dataset_id: Any, row_number: int) -> int:
     """The first row of the stored block that holds ``row_number``."""
     from csvault.datasets.models import ProcessedData
@@ -237,6 +263,11 @@ class Worker:
     def log_count(self, text: str) -> int:
         """How many times ``text`` occurs in the worker's log so far."""
         return self.log.read_text(errors="replace").count(text)
+
+    def received(self, task: str) -> int:
+        """How many messages of ``task`` the worker has taken ("Task <name>[<id>] received")."""
+        pattern = rf"Task {re.escape(task)}\[[^\]]+\] received"
+        return len(re.findall(pattern, self.log.read_text(errors="replace")))
 
     def wait_for_log(self, text: str, count: int = 1, timeout: float = 60) -> None:
         """Wait until ``text`` occurs ``count`` times in the worker's log."""

@@ -7,7 +7,6 @@ decrypted rows equal to the source file.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import time
@@ -20,15 +19,14 @@ from django.db import connection
 from django.utils import timezone
 
 from csvault.datasets.models import Dataset, ProcessedData
-from csvault.datasets.selectors import dataset_row_page
 from tests.csvdata import to_csv, tricky_rows
 from tests.helpers import (
     RedisServer,
     Worker,
+    assert_rows_exactly,
     broker_switched,
     queue_length,
     stage_queue,
-    stored_rows,
     upload,
     wait_for_status,
     wait_until,
@@ -47,26 +45,6 @@ FAST_REAPER = {
     "CSVAULT_REAP_EVERY_SECONDS": "1",
     "CSVAULT_INGEST_BATCH_ROWS": "1000",
 }
-
-
-def assert_rows_exactly(dataset_id: Any, rows: list[list[str]]) -> None:
-    dataset = Dataset.objects.get(id=dataset_id)
-    assert dataset.status == "completed", dataset.error
-    assert dataset.row_count == len(rows)
-    stored = stored_rows(dataset_id)  # the table itself: blocks from row 1, no gap or overlap
-    assert [n for n, _ in stored] == list(range(1, len(rows) + 1))
-    assert [values for _, values in stored] == rows
-    after, got = 0, []
-    while True:
-        page = dataset_row_page(
-            owner=dataset.owner, dataset_id=dataset.id, after=after, limit=20_000
-        )
-        got.extend(page.rows)
-        if not page.has_more:
-            break
-        after = page.rows[-1][0]
-    assert [n for n, _ in got] == list(range(1, len(rows) + 1))
-    assert [values for _, values in got] == rows
 
 
 def wait_for_progress(dataset_id: Any, rows: int = 1, timeout: float = 120) -> None:
@@ -108,11 +86,6 @@ def poll_progress(api: Any, dataset_id: Any, timeout: float) -> list[dict[str, A
             return seen
         time.sleep(0.05)
     raise AssertionError(f"{dataset_id} not final after {timeout} s: {seen[-1]}")
-
-
-def received(worker: Worker, task: str) -> int:
-    """How many messages of ``task`` the worker has taken ("Task <name>[<id>] received")."""
-    return len(re.findall(rf"Task {re.escape(task)}\[[^\]]+\] received", worker.log.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +155,7 @@ def test_the_same_task_delivered_twice_at_once_writes_each_row_once(worker_facto
     ingester.start(stages=("ingest",), concurrency=2, extra_env=FAST_REAPER)
     wait_for_status(dataset_id, {"completed", "failed"})
     ingester.wait_for_log("csvault.ingest_dataset[", count=4)  # 2 received + 2 succeeded
-    assert received(ingester, "csvault.ingest_dataset") == 2
+    assert ingester.received("csvault.ingest_dataset") == 2
     log = ingester.log.read_text()
     assert log.count(f"ingest of {dataset_id} completed") == 1
     assert log.count(f"ingest of {dataset_id} skipped: not claimable") == 1
@@ -236,10 +209,10 @@ def test_a_file_that_kills_its_worker_every_time_ends_failed(worker_factory, api
     assert dataset.error["code"] == "too_many_attempts"
     assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
     # And it stays failed: the reaper, ticking on, sends nothing more for it.
-    ingests = received(last, "csvault.ingest_dataset")
-    ticks = received(last, "csvault.reap_stalled")
-    wait_until(lambda: received(last, "csvault.reap_stalled") >= ticks + 3, what="3 reaper ticks")
-    assert received(last, "csvault.ingest_dataset") == ingests
+    ingests = last.received("csvault.ingest_dataset")
+    ticks = last.received("csvault.reap_stalled")
+    wait_until(lambda: last.received("csvault.reap_stalled") >= ticks + 3, what="3 reaper ticks")
+    assert last.received("csvault.ingest_dataset") == ingests
     dataset = Dataset.objects.get(id=dataset_id)
     assert (dataset.status, dataset.attempts) == ("failed", 3)
 
@@ -298,3 +271,31 @@ def test_redis_restarted_mid_ingest_loses_nothing(private_redis, worker_factory,
         assert wait_for_status(later, {"completed", "failed"}, timeout=120).status == "completed"
         # Each message went through the private broker: none needed the reaper.
         assert "re-queued stalled dataset" not in worker.log.read_text()
+
+
+def test_cancel_while_a_worker_commits_batches_leaves_no_row(worker_factory, api):
+    rows = tricky_rows(300_000, seed=19)
+    worker = worker_factory()
+    # Batches of 500 rows: the ingest commits one every few milliseconds for a second or
+    # more, and the cancel races with those commits (the worker is not frozen).
+    worker.start(extra_env={"CSVAULT_INGEST_BATCH_ROWS": "500"})
+    dataset_id = upload(api, to_csv(rows)).json()["id"]
+    wait_for_progress(dataset_id)
+    response = api.post(f"/api/datasets/{dataset_id}/cancel/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["error"]["code"] == "cancelled"
+    # The cancel came mid-way: some batches were committed, not all.
+    assert 0 < Dataset.objects.get(id=dataset_id).rows_processed < len(rows)
+    # The run finds out at its next batch and stops, writing nothing more.
+    worker.wait_for_log(f"ingest of {dataset_id} stopped: no longer owned by attempt 1")
+    dataset = Dataset.objects.get(id=dataset_id)
+    assert (dataset.status, dataset.attempts, dataset.row_count) == ("cancelled", 1, None)
+    assert dataset.rows_processed < len(rows)
+    assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
+    assert api.get(f"/api/datasets/{dataset_id}/rows/").status_code == 409
+    assert api.get(f"/api/datasets/{dataset_id}/progress/").json()["status"] == "cancelled"
+    # The worker is free again: it ingests the next upload.
+    later = upload(api, to_csv(tricky_rows(1000, seed=20))).json()["id"]
+    assert wait_for_status(later, {"completed", "failed"}).status == "completed"
+    assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
