@@ -312,7 +312,8 @@ def queue_length(name: str) -> int:
     from config.celery import app
 
     with app.connection_for_write() as conn:
-        return int(conn.default_channel._size(name))
+        channel: Any = conn.default_channel  # kombu's virtual channel (Redis, filesystem)
+        return int(channel._size(name))
 
 
 def queue_purge(name: str) -> int:
@@ -320,7 +321,8 @@ def queue_purge(name: str) -> int:
     from config.celery import app
 
     with app.connection_for_write() as conn:
-        return int(conn.default_channel.queue_purge(name) or 0)
+        channel: Any = conn.default_channel
+        return int(channel.queue_purge(name) or 0)
 
 
 def stage_queue(stage: str) -> str:
@@ -394,8 +396,9 @@ def broker_switched(url: str) -> Iterator[None]:
             os.environ["CELERY_BROKER_URL"] = env_url
         conf.update(values)
         # The connection and producer pools were made for the old URL; drop them.
-        app._pool = None
-        app.amqp._producer_pool = None
+        celery_app: Any = app
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
 
     redis_broker = {
         "broker_transport": None,
