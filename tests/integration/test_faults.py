@@ -6,11 +6,14 @@ decrypted rows equal to the source file.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,11 @@ def assert_mid_ingest(dataset_id: Any, total: int) -> Dataset:
     assert dataset.status == "processing", f"the fault missed the ingest: {dataset.status}"
     assert 0 < dataset.rows_processed < total, f"the fault missed: {dataset.rows_processed} rows"
     return dataset
+
+
+# How long a stopping worker gets before it is killed (a process manager's stop
+# timeout). Celery's warm shutdown can wait on a pool process the SIGTERM has killed.
+STOP_GRACE_SECONDS = 20
 
 
 def pause_mid_ingest(worker: Worker, dataset_id: Any, total: int) -> Dataset:
@@ -129,7 +137,10 @@ def test_sigterm_mid_ingest_finishes_or_resumes(worker_factory, api):
     fault_at = timezone.now()
     first.signal(signal.SIGTERM)  # a deploy: the whole worker is told to stop
     first.resume()
-    first.wait_exit()
+    try:
+        first.wait_exit(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        first.kill(signal.SIGKILL)  # as a process manager does once its stop timeout is up
     second = worker_factory()
     second.start(beat=True, extra_env=FAST_REAPER)
     dataset = wait_for_status(dataset_id, {"completed", "failed"}, timeout=120)
@@ -169,19 +180,29 @@ def test_a_duplicate_delivered_while_the_ingest_runs_does_nothing(worker_factory
 
     rows = tricky_rows(300_000, seed=17)
     runner = worker_factory()
-    runner.start(extra_env={"CSVAULT_INGEST_BATCH_ROWS": FAST_REAPER["CSVAULT_INGEST_BATCH_ROWS"]})
+    runner.start(extra_env={"CSVAULT_INGEST_BATCH_ROWS": "500"})  # stall: 30 s
     dataset_id = upload(api, to_csv(rows)).json()["id"]
-    pause_mid_ingest(runner, dataset_id, len(rows))  # its heartbeat is fresh (stall: 30 s)
+    # Frozen, the runner cannot finish while the other worker starts. (It may hold the
+    # dataset's row lock, or SQLite's write lock, so the duplicates go out only once it
+    # runs again.)
+    pause_mid_ingest(runner, dataset_id, len(rows))
     other = worker_factory()
-    other.start(stages=("ingest",))
+    other.start(stages=("ingest",), extra_env={"LOG_FORMAT": "json"})  # its times are read
+    runner.resume()
     for _ in range(2):
         ingest_dataset.delay(str(dataset_id))
-    other.wait_for_log(f"ingest of {dataset_id} skipped: not claimable", count=2)
-    assert_mid_ingest(dataset_id, len(rows))  # the duplicates left the run alone
-    runner.resume()
+    skipped = f"ingest of {dataset_id} skipped: not claimable"
+    other.wait_for_log(skipped, count=2)
     dataset = wait_for_status(dataset_id, {"completed", "failed"})
     assert dataset.attempts == 1
     assert f"ingest of {dataset_id} completed" in runner.log.read_text()
+    # Both duplicates came while the run was in flight, before it finished.
+    skipped_at = [
+        datetime.fromisoformat(json.loads(line)["time"])
+        for line in other.log.read_text().splitlines()
+        if skipped in line
+    ]
+    assert max(skipped_at) < dataset.finished_at
     assert_rows_exactly(dataset_id, rows)
 
 
