@@ -1,6 +1,8 @@
-"""Exactly once, whatever dies: real worker processes killed mid-ingest.
+"""Exactly once, whatever dies or races: real worker processes killed, cut off from
+their database or broker, cancelled or sent duplicates mid-ingest.
 
-Every test ends with the same check: row count N, row numbers exactly 1..N,
+Every test checks that its fault found the ingest running. Those that let the
+dataset finish end with the same check: row count N, row numbers exactly 1..N,
 decrypted rows equal to the source file.
 """
 
