@@ -1,7 +1,7 @@
 """Exactly once, whatever dies or races: real worker processes killed, cut off from
 their database or broker, cancelled or sent duplicates mid-ingest.
 
-Every test checks that its fault found the ingest running. Those that let the
+Every test that injects a fault checks that it found the ingest running. Those that let the
 dataset finish end with the same check: row count N, row numbers exactly 1..N,
 decrypted rows equal to the source file.
 """
