@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +125,31 @@ def stored_rows(dataset_id: Any) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def assert_rows_exactly(dataset_id: Any, rows: list[list[str]]) -> None:
+    """The dataset completed with exactly ``rows``: row numbers 1..N, values equal, once each,
+    in the table and through the rows pages."""
+    from csvault.datasets.models import Dataset
+    from csvault.datasets.selectors import dataset_row_page
+
+    dataset = Dataset.objects.get(id=dataset_id)
+    assert dataset.status == "completed", dataset.error
+    assert dataset.row_count == len(rows)
+    stored = stored_rows(dataset_id)  # the table itself: blocks from row 1, no gap or overlap
+    assert [n for n, _ in stored] == list(range(1, len(rows) + 1))
+    assert [values for _, values in stored] == rows
+    after, got = 0, []
+    while True:
+        page = dataset_row_page(
+            owner=dataset.owner, dataset_id=dataset.id, after=after, limit=20_000
+        )
+        got.extend(page.rows)
+        if not page.has_more:
+            break
+        after = page.rows[-1][0]
+    assert [n for n, _ in got] == list(range(1, len(rows) + 1))
+    assert [values for _, values in got] == rows
+
+
 def block_start(dataset_id: Any, row_number: int) -> int:
     """The first row of the stored block that holds ``row_number``."""
     from csvault.datasets.models import ProcessedData
@@ -168,12 +196,15 @@ class Worker:
     ) -> None:
         """Start the worker and wait until it consumes; ``beat`` embeds the reaper schedule.
 
-        ``stages`` limits it to some pipeline queues (``("scan",)``); default: all queues.
+        ``stages`` limits it to some pipeline queues (``("scan",)``; ``"default"`` is the
+        queue of the reaper and the purge); default: all queues.
         """
         from config.celery import all_queues
 
         queues = all_queues(self.queue)
-        self.queues = [q for q in queues if q.rsplit(".", 1)[-1] in stages] if stages else queues
+        if stages:
+            queues = [q for q in queues if _stage_of(q, self.queue) in stages]
+        self.queues = queues
         self.starts += 1
         name = f"{self.queue}-{id(self):x}-{self.starts}"
         self.log = self.log_dir / f"worker-{name}.log"
@@ -212,13 +243,174 @@ class Worker:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=60)
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole worker (parent and pool children) without waiting."""
+        assert self.proc is not None, "the worker was never started"
+        assert self.proc.poll() is None, "the worker is not running"
+        os.killpg(self.proc.pid, sig)
+
+    def pause(self) -> None:
+        """Freeze the worker (SIGSTOP): whatever it runs stops where it is."""
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def log_count(self, text: str) -> int:
+        """How many times ``text`` occurs in the worker's log so far."""
+        return self.log.read_text(errors="replace").count(text)
+
+    def received(self, task: str) -> int:
+        """How many messages of ``task`` the worker has taken ("Task <name>[<id>] received")."""
+        pattern = rf"Task {re.escape(task)}\[[^\]]+\] received"
+        return len(re.findall(pattern, self.log.read_text(errors="replace")))
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 60) -> None:
+        """Wait until ``text`` occurs ``count`` times in the worker's log."""
+        wait_until(
+            lambda: self.log_count(text) >= count,
+            timeout=timeout,
+            what=lambda: (
+                f"{text!r} {count} times in {self.log} "
+                f"(seen {self.log_count(text)}):\n{self.log.read_text(errors='replace')[-3000:]}"
+            ),
+        )
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a paused worker handles it too
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def _stage_of(queue: str, base: str) -> str:
+    return "default" if queue == base else queue.rsplit(".", 1)[-1]
+
+
+def wait_until(
+    condition: Callable[[], object], *, timeout: float = 60, what: str | Callable[[], str] = ""
+) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"not true after {timeout} s: {described}")
+        time.sleep(0.05)
+
+
+def queue_length(name: str) -> int:
+    """Messages waiting in the broker queue ``name`` (taken but unacknowledged ones not
+    counted), on the broker the test process sends to."""
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        channel: Any = conn.default_channel  # kombu's virtual channel (Redis, filesystem)
+        return int(channel._size(name))
+
+
+def queue_purge(name: str) -> int:
+    """Drop every message waiting in the broker queue ``name`` (a lost message)."""
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        return int(channel.queue_purge(name) or 0)
+
+
+def stage_queue(stage: str) -> str:
+    """The session's broker queue of a pipeline stage (``"default"``, ``"scan"``, ``"ingest"``)."""
+    return SESSION_QUEUE if stage == "default" else f"{SESSION_QUEUE}.{stage}"
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, without persistence: a restart
+    comes back empty, as a broker that lost its memory does."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        import redis
+
+        self.starts += 1
+        log = open(self.dir / f"redis-{self.starts}.log", "wb")  # noqa: SIM115
+        with log:
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+
+        def answers() -> bool:
+            assert self.proc is not None, "redis-server was never started"
+            assert self.proc.poll() is None, "redis-server exited"
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, timeout=20, what=f"redis-server on port {self.port} answers")
+
+    def stop(self) -> None:
+        """Kill it (its memory, every queued and unacknowledged message, is gone)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def broker_switched(url: str) -> Iterator[None]:
+    """Make the test process's Celery producer send to the (Redis) broker at ``url``.
+
+    Celery reads ``CELERY_BROKER_URL`` from the environment before its configuration,
+    so both change (and the worker processes started meanwhile inherit the variable).
+    """
+    from config.celery import app
+
+    conf = app.conf
+    saved = {k: conf[k] for k in ("broker_url", "broker_transport", "broker_transport_options")}
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+
+    def use(values: dict[str, Any], env_url: str | None) -> None:
+        if env_url is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = env_url
+        conf.update(values)
+        # The connection and producer pools were made for the old URL; drop them.
+        celery_app: Any = app
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    redis_broker = {
+        "broker_transport": None,
+        "broker_transport_options": {"visibility_timeout": 3600},
+    }
+    use({"broker_url": url, **redis_broker}, url)
+    try:
+        with app.connection_for_write() as conn:
+            assert f":{conn.port}/" in url, f"the producer still sends to {conn.as_uri()}"
+        yield
+    finally:
+        use(saved, saved_env)
 
 
 def wait_for_status(dataset_id: Any, statuses: set[str], timeout: float = 120) -> Any:

@@ -59,8 +59,10 @@ def datasets_reap(*, tasks: Mapping[str, Task]) -> int:
     """
     sent = 0
     for dataset_id, status in stalled_datasets():
-        # At most one re-send per stall period per dataset, whatever the tick.
-        if not cache.add(f"reaped:{dataset_id}", 1, timeout=settings.CSVAULT_STALL_SECONDS):
+        # At most one re-send per stall period per dataset, whatever the tick. A cache
+        # that is down answers None (django-redis ignores the error): send anyway, as
+        # an extra send is harmless and a missed one leaves the dataset stalled.
+        if cache.add(f"reaped:{dataset_id}", 1, timeout=settings.CSVAULT_STALL_SECONDS) is False:
             continue
         if status == "deleted":
             stage = "purge"

@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,14 @@ from django.db import connection
 
 from csvault.datasets.models import Dataset, ProcessedData
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
-from tests.helpers import read_all_rows, upload, wait_for_status
+from tests.helpers import (
+    queue_length,
+    read_all_rows,
+    stage_queue,
+    upload,
+    wait_for_status,
+    wait_until,
+)
 from tests.scanning.samples import csv_with_cell, eicar
 
 pytestmark = pytest.mark.integration
@@ -100,8 +106,10 @@ def test_scans_and_ingests_are_consumed_from_their_own_queues(worker_factory, ap
     scanner.start(stages=("scan",))
     dataset_id = upload(api, to_csv(tricky_rows(2000))).json()["id"]
     assert wait_for_status(dataset_id, {"queued", "failed", "rejected"}).status == "queued"
-    time.sleep(2)  # nothing consumes the ingest queue yet
-    assert wait_for_status(dataset_id, {"queued"}).rows_processed == 0
+    # The scan handed over: the ingest message waits in the ingest queue, untouched.
+    wait_until(lambda: queue_length(stage_queue("ingest")) == 1, what="the ingest message queued")
+    dataset = Dataset.objects.get(id=dataset_id)
+    assert (dataset.status, dataset.attempts, dataset.rows_processed) == ("queued", 0, 0)
     ingester = worker_factory()
     ingester.start(stages=("ingest",))
     assert wait_for_status(dataset_id, {"completed", "failed"}).status == "completed"
@@ -114,8 +122,5 @@ def test_a_deleted_dataset_is_purged_by_the_worker(celery_worker, api):
     dataset_id = upload(api, to_csv(tricky_rows(3000))).json()["id"]
     assert wait_for_status(dataset_id, {"completed", "failed"}).status == "completed"
     assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
-    deadline = time.monotonic() + 60
-    while Dataset.objects.filter(id=dataset_id).exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not Dataset.objects.filter(id=dataset_id).exists()
+    wait_until(lambda: not Dataset.objects.filter(id=dataset_id).exists(), what="purged")
     assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
