@@ -44,8 +44,6 @@ ALLOWED_SKIPS: dict[str, dict[str, str]] = {
     "embedded": {
         "tests/integration/test_faults.py::"
         "test_the_workers_database_connection_killed_mid_batch_resumes": "PostgreSQL only",
-        "tests/integration/test_faults.py::"
-        "test_redis_restarted_mid_ingest_loses_nothing": "needs the Redis broker",
     },
 }
 
