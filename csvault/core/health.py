@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from csvault.core.errors import StorageUnavailable
+from csvault.core.storage import dataset_storage
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
 _REASON_MAX = 200
@@ -124,14 +125,12 @@ def check_cache() -> dict[str, Any]:
 
 
 def check_storage() -> dict[str, Any]:
-    storage = storages["datasets"]
-    name = storage.save(f"readyz/probe-{uuid.uuid4().hex}", ContentFile(b"readyz"))
+    """A probe file written, read back (S3) and deleted; the store's own words on failure."""
     try:
-        if not storage.exists(name):
-            raise CheckFailed("a probe file written to storage is not there")
-    finally:
-        storage.delete(name)
-    return {}
+        details: dict[str, Any] = dataset_storage().ping()
+    except StorageUnavailable as exc:
+        raise CheckFailed(exc.message) from None
+    return details
 
 
 def check_scanner() -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.files.storage import storages
+from csvault.core.storage import dataset_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -83,7 +83,7 @@ def dataset_scan(
     scanner = get_scanner()
     started = time.monotonic()
     try:
-        with storages["datasets"].open(dataset.storage_key, "rb") as fh:
+        with dataset_storage().open(dataset.storage_key, "rb") as fh:
             plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
             result = scanner.scan(_heartbeat(plaintext, claimed))
     except ScannerUnavailable as exc:
@@ -161,7 +161,7 @@ def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanRes
         ):
             return ScanOutcome("stopped")
         storage_key = dataset.storage_key
-        transaction.on_commit(lambda: storages["datasets"].delete(storage_key))
+        transaction.on_commit(lambda: dataset_storage().delete(storage_key))
         audit_record(
             AuditAction.SCAN_REJECTED,
             user_id=dataset.owner_id,
