@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 from config.layout import BASE_DIR, Layout, load_env
+from config.storage import datasets_storage
 
 # Importing the settings changes nothing on disk or in os.environ (reading .env
 # aside): the folders and embedded mode's generated secrets are made by
@@ -173,52 +173,19 @@ else:
 
 # --- storage ----------------------------------------------------------------
 STORAGE_URL = env.str("STORAGE_URL", default=f"file://{DATA_DIR / 'files'}")
-_storage = urlsplit(STORAGE_URL)
-if _storage.scheme == "file":
-    _datasets_storage: dict[str, Any] = {
-        "BACKEND": "csvault.core.storage.LocalStorage",
-        "OPTIONS": {"location": _storage.path, "file_permissions_mode": 0o600},
-    }
-elif _storage.scheme == "s3" and _storage.netloc:
-    # Any S3-compatible store; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-    # or boto3's usual chain (instance role, ~/.aws). The bucket is the operator's.
-    from botocore.config import Config as _BotoConfig
-
-    _datasets_storage = {
-        "BACKEND": "csvault.core.s3storage.S3Store",
-        "OPTIONS": {
-            "bucket_name": _storage.netloc,
-            "location": _storage.path.strip("/"),
-            "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
-            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
-            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
-            "region_name": env.str("AWS_S3_REGION_NAME", default="us-east-1"),
-            "default_acl": None,
-            "querystring_auth": False,
-            "file_overwrite": True,
-            "client_config": _BotoConfig(
-                connect_timeout=env.float("CSVAULT_STORAGE_CONNECT_TIMEOUT", default=5.0),
-                read_timeout=env.float("CSVAULT_STORAGE_READ_TIMEOUT", default=60.0),
-                retries={"max_attempts": 3, "mode": "standard"},
-                # A custom endpoint (MinIO, Ceph, moto) is addressed by path.
-                s3={
-                    "addressing_style": env.str(
-                        "AWS_S3_ADDRESSING_STYLE",
-                        default="path" if env.str("AWS_S3_ENDPOINT_URL", default="") else "auto",
-                    )
-                },
-                signature_version="s3v4",
-                # Checksums only where S3 requires them: S3-compatible stores differ in
-                # which of the newer checksum headers they accept.
-                request_checksum_calculation="when_required",
-            ),
-        },
-    }
-else:
-    raise ImproperlyConfigured(
-        "STORAGE_URL must be file:///path or s3://bucket[/prefix]; got a "
-        f"{_storage.scheme or 'schemeless'} URL."
+try:
+    _datasets_storage = datasets_storage(
+        STORAGE_URL,
+        endpoint_url=env.str("AWS_S3_ENDPOINT_URL", default=""),
+        access_key=env.str("AWS_ACCESS_KEY_ID", default=""),
+        secret_key=env.str("AWS_SECRET_ACCESS_KEY", default=""),
+        region=env.str("AWS_S3_REGION_NAME", default="us-east-1"),
+        addressing_style=env.str("AWS_S3_ADDRESSING_STYLE", default=""),
+        connect_timeout=env.float("CSVAULT_STORAGE_CONNECT_TIMEOUT", default=5.0),
+        read_timeout=env.float("CSVAULT_STORAGE_READ_TIMEOUT", default=60.0),
     )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -35,10 +35,11 @@ class CheckFailed(Exception):
 
 
 def _secrets() -> list[str]:
-    """Passwords that could appear in an error message (from the configured URLs)."""
+    """Passwords that could appear in an error message (the configured URLs, the store's key)."""
     from urllib.parse import urlsplit
 
     found = [str(settings.DATABASES["default"].get("PASSWORD") or "")]
+    found.append(str(settings.STORAGES["datasets"].get("OPTIONS", {}).get("secret_key") or ""))
     for url in (settings.CELERY_BROKER_URL, getattr(settings, "CACHE_URL", "")):
         try:
             found.append(urlsplit(url).password or "")
