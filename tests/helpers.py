@@ -253,6 +253,7 @@ def stored_names() -> set[str]:
         names |= {item["Key"].removeprefix(prefix) for item in page.get("Contents", [])}
     unfinished = store.client.list_multipart_uploads(Bucket=store.bucket_name, Prefix=prefix)
     names |= {
-        f"{u['Key'].removeprefix(prefix)} (unfinished upload)" for u in unfinished.get("Uploads", [])
+        f"{u['Key'].removeprefix(prefix)} (unfinished upload)"
+        for u in unfinished.get("Uploads", [])
     }
     return names

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -165,10 +165,8 @@ class S3Read(io.RawIOBase):
 
     def _drop(self) -> None:
         if self.body is not None:
-            try:
+            with suppress(Exception):  # a broken connection may fail to close
                 self.body.close()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close
-                pass
             self.body = None
 
     def close(self) -> None:
@@ -191,7 +189,9 @@ class S3Store(S3Storage):
 
     def _open(self, name: str, mode: str = "rb") -> File:
         if mode != "rb":
-            raise ValueError("dataset files are read with open(name, 'rb'), written with open_write()")
+            raise ValueError(
+                "dataset files are read with open(name, 'rb'), written with open_write()"
+            )
         key = self._key(name)
         with translated(missing=name):
             size = int(self.client.head_object(Bucket=self.bucket_name, Key=key)["ContentLength"])
@@ -222,7 +222,9 @@ class S3Store(S3Storage):
             if _code(exc) in _MISSING:
                 raise StorageUnavailable("the bucket named in STORAGE_URL does not exist") from exc
             if _code(exc) in {"403", "AccessDenied", "Forbidden"}:
-                raise StorageUnavailable("access to the bucket named in STORAGE_URL is denied") from exc
+                raise StorageUnavailable(
+                    "access to the bucket named in STORAGE_URL is denied"
+                ) from exc
             raise unavailable("The object store") from exc
         except BotoCoreError as exc:
             raise StorageUnavailable("the object store is unreachable") from exc

@@ -13,6 +13,7 @@ A store that cannot be reached raises :class:`~csvault.core.errors.StorageUnavai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import IO, Any, Protocol
@@ -60,10 +61,8 @@ class LocalWrite:
         if self.fh is not None:
             self.fh.close()
             self.fh = None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.part)
-        except FileNotFoundError:
-            pass
 
 
 class LocalStorage(FileSystemStorage):

@@ -29,13 +29,13 @@ from functools import partial
 
 from django.conf import settings
 from django.core.files import File
-from csvault.core.storage import dataset_storage
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from csvault.core import metrics
+from csvault.core.storage import dataset_storage
 from csvault.crypto.rows import RowCipher
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
 from csvault.csvio.errors import CsvDataError

@@ -6,7 +6,6 @@ import logging
 import uuid
 
 from csvault.core.storage import dataset_storage
-
 from csvault.datasets.models import Dataset
 from csvault.pipeline.rowstore import rows_delete
 

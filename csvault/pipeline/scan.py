@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
-from csvault.core.storage import dataset_storage
 from django.db import transaction
 from django.utils import timezone
 
 from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
 from csvault.core import metrics
+from csvault.core.storage import dataset_storage
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
 from csvault.datasets.keys import dataset_data_key
 from csvault.datasets.models import Dataset, DatasetStatus

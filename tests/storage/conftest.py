@@ -58,5 +58,8 @@ def s3(settings: Any, s3_server: pytest_plugin.MotoServer, bucket: str) -> Any:
     """The dataset store, switched to a new bucket for this test."""
     from csvault.core.storage import dataset_storage
 
-    settings.STORAGES = {**settings.STORAGES, "datasets": s3_storage_settings(s3_server.url, bucket)}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "datasets": s3_storage_settings(s3_server.url, bucket),
+    }
     return dataset_storage()

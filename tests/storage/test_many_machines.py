@@ -20,7 +20,7 @@ from django.db import connection
 
 from csvault.datasets.models import Dataset
 from tests.csvdata import HEADER, to_csv, tricky_rows
-from tests.helpers import ROOT, Worker, free_port, stored_names, wait_for_status
+from tests.helpers import ROOT, free_port, stored_names, wait_for_status
 from tests.storage.conftest import s3_env
 
 pytestmark = [
@@ -62,7 +62,7 @@ def web_host(transactional_db: None, tmp_path: Path, s3_server: Any, bucket: str
     log = tmp_path / "web.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "--config", "scripts/gunicorn.conf.py"],
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "scripts/gunicorn.conf.py"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -144,7 +144,9 @@ def test_a_file_uploaded_on_one_host_is_ingested_on_another_read_back_exported_a
     assert b"name 12345," not in body
 
     # Deleting it empties the bucket of its object within a minute (the worker purges).
-    assert requests.delete(f"{web_host}/api/datasets/{dataset_id}/", headers=auth).status_code == 204
+    assert (
+        requests.delete(f"{web_host}/api/datasets/{dataset_id}/", headers=auth).status_code == 204
+    )
     deadline = time.monotonic() + 60
     while stored_names() and time.monotonic() < deadline:
         time.sleep(0.5)
