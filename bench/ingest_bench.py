@@ -9,7 +9,9 @@ One run, against one PostgreSQL, measures:
    the server may not read the file);
 3. csvault through the real API (gunicorn) and a real Celery worker: upload
    speed, upload response -> completed, the worker's ingest time
-   (``finished_at - started_at``) and peak RSS of the worker and web processes;
+   (``finished_at - started_at``) and peak RSS of the worker and web processes,
+   with the dataset files on local disk, on S3 (moto's S3 server), or each in turn
+   (``--storage``);
 4. the reference "old way": one Django ORM ``create()`` per row (autocommit) on
    a sample, extrapolated to the whole file;
 5. two datasets ingested at once by two workers against one dataset alone.
@@ -42,6 +44,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,12 @@ STOP_GRACE = 20.0
 TARGET_CEILING_RATIO = 0.8
 TARGET_COMPLETED_SECONDS_1M = 6.0
 TARGET_WORKER_RSS_MB = 150.0
+STORAGES = ("local", "s3")
+S3_BUCKET_PREFIX = "csvault-bench"
+MOTO_NOTE = (
+    "moto's S3 server keeps every object (and multipart part) in its own memory, so its "
+    "RSS grows with the file; that is the test double's, not csvault's"
+)
 
 
 class BenchError(Exception):
@@ -329,6 +338,7 @@ class RssSampler:
     peaks_kb: dict[int, int] = field(default_factory=dict)
     roles: dict[int, str] = field(default_factory=dict)
     hwm_kb: dict[int, int] = field(default_factory=dict)
+    first_kb: dict[int, int] = field(default_factory=dict)  # the first sample: idle, before
     samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -348,6 +358,8 @@ class RssSampler:
         while True:
             for pid in pids:
                 rss = proc_memory_kb(pid).get("VmRSS")
+                if rss is not None:
+                    self.first_kb.setdefault(pid, rss)
                 if rss is not None and rss > self.peaks_kb.get(pid, 0):
                     self.peaks_kb[pid] = rss
             self.samples += 1
@@ -380,6 +392,9 @@ class RssSampler:
                 "role": self.roles.get(pid, "?"),
                 "peak_rss_mb": round(self.peaks_kb[pid] / 1024, 1),
                 "vmhwm_mb": round(self.hwm_kb[pid] / 1024, 1) if pid in self.hwm_kb else None,
+                "idle_rss_mb": round(self.first_kb[pid] / 1024, 1)
+                if pid in self.first_kb
+                else None,
             }
             for pid in sorted(self.peaks_kb, key=lambda p: (self.roles.get(p, ""), p))
         ]
@@ -391,6 +406,15 @@ class RssSampler:
     def hwm_mb(self, role_part: str) -> float | None:
         values = [kb for pid, kb in self.hwm_kb.items() if role_part in self.roles.get(pid, "")]
         return round(max(values) / 1024, 1) if values else None
+
+    def idle_mb(self, role_part: str) -> float | None:
+        """RSS before the measured work, of the process whose VmHWM (else peak) is largest."""
+        marks = self.hwm_kb or self.peaks_kb
+        pids = [pid for pid in marks if role_part in self.roles.get(pid, "")]
+        if not pids:
+            return None
+        pid = max(pids, key=lambda p: marks[p])
+        return round(self.first_kb[pid] / 1024, 1) if pid in self.first_kb else None
 
 
 # --- CPU accounting from /proc ---------------------------------------------------
@@ -769,13 +793,17 @@ class Context:
     web: Service | None = None
     workers: list[Service] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+    storage: str = "local"
+    moto: Service | None = None
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
 
 
-def service_env(queue: str) -> dict[str, str]:
+def service_env(queue: str, args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/csvault_bench")
-    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
-    env.setdefault("CACHE_URL", "redis://127.0.0.1:6379/3")
+    env.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{args.database}")
+    env.setdefault("CELERY_BROKER_URL", f"redis://127.0.0.1:6379/{args.broker_db}")
+    env.setdefault("CACHE_URL", f"redis://127.0.0.1:6379/{args.cache_db}")
     if not env["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
         raise BenchError(f"the benchmark needs PostgreSQL; DATABASE_URL is {env['DATABASE_URL']}")
     key = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -790,8 +818,57 @@ def service_env(queue: str) -> dict[str, str]:
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
     )
-    env.pop("STORAGE_URL", None)  # files go to the bench data dir
+    # Files go to the bench data dir, or to moto's S3 server (storage_env).
+    for name in ("STORAGE_URL", "AWS_S3_ENDPOINT_URL", "AWS_S3_ADDRESSING_STYLE"):
+        env.pop(name, None)
     return env
+
+
+def storage_env(ctx: Context, storage: str) -> dict[str, str]:
+    """The services' environment for one storage: the bench data dir, or the moto bucket."""
+    env = dict(ctx.env)
+    if storage == "s3":
+        env.update(
+            STORAGE_URL=f"s3://{ctx.s3_bucket}/files",
+            AWS_S3_ENDPOINT_URL=ctx.s3_endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_S3_REGION_NAME="us-east-1",
+        )
+    return env
+
+
+def start_moto(ctx: Context, timeout: float) -> None:
+    """moto's S3 server (``python -m moto.server``, a real HTTP endpoint) and a bucket."""
+    port = free_port()
+    ctx.moto = Service(
+        "moto",
+        [str(BIN / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COVERAGE_"))},
+    )
+    ctx.moto.start()
+    ctx.s3_endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        ctx.moto.check_alive()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            conn.close()
+            break
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise BenchError(f"moto's S3 server not ready in {timeout:.0f} s ({exc})") from exc
+            time.sleep(0.1)
+    import boto3
+
+    ctx.s3_bucket = f"{S3_BUCKET_PREFIX}-{uuid.uuid4().hex[:8]}"
+    boto3.client(
+        "s3", endpoint_url=ctx.s3_endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    ).create_bucket(Bucket=ctx.s3_bucket)  # fmt: skip
+    log(f"moto S3 server on {ctx.s3_endpoint}, bucket {ctx.s3_bucket}")
 
 
 def worker_queues(base: str) -> list[str]:
@@ -810,7 +887,7 @@ def start_worker(ctx: Context) -> Service:
         "--concurrency", "1", "--loglevel", "INFO", "-Q", ",".join(worker_queues(queue)),
         "--hostname", f"{queue}-{n}@%h", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    worker = Service(f"worker-{n}", cmd, ctx.env)
+    worker = Service(f"{ctx.storage}-worker-{n}", cmd, storage_env(ctx, ctx.storage))
     ctx.workers.append(worker)
     worker.start()
     wait_worker_ready(worker, STARTUP_TIMEOUT)
@@ -852,10 +929,16 @@ def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str,
     assert ctx.web
     size = csv_file.stat().st_size
     roots = {w.name: w.pid for w in ctx.workers}
+    label = f"{ctx.storage}: {label}"
     log(f"[{label}] uploading {csv_file.name} ({size / MB:.1f} MB)")
-    with RssSampler(roots) as worker_rss, CpuSampler(list(roots.values())) as cpu:
-        with RssSampler({"web": ctx.web.pid}) as web_rss:
-            dataset, upload_s = ctx.api.upload(csv_file, f"bench {label}")
+    moto_roots = {"moto": ctx.moto.pid} if ctx.moto and ctx.storage == "s3" else {}
+    with (
+        RssSampler(roots) as worker_rss,
+        CpuSampler(list(roots.values())) as cpu,
+        RssSampler({"web": ctx.web.pid}) as web_rss,
+        RssSampler(moto_roots) as moto_rss,
+    ):
+        dataset, upload_s = ctx.api.upload(csv_file, f"bench {label}")
         responded = time.monotonic()
         dataset_id = str(dataset["id"])
         ctx.created.append(dataset_id)
@@ -874,6 +957,7 @@ def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str,
     # process tree and every PostgreSQL process.
     cores = cpu.cores(times["started_at"].timestamp(), times["finished_at"].timestamp())
     result = {
+        "storage": ctx.storage,
         "dataset_id": dataset_id,
         "rows": rows,
         "bytes": size,
@@ -894,9 +978,16 @@ def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str,
         "worker_peak_rss_mb": worker_rss.peak_mb("child"),
         "worker_main_peak_rss_mb": worker_rss.peak_mb("main"),
         "worker_vmhwm_mb": worker_rss.hwm_mb("child"),
+        "worker_idle_rss_mb": worker_rss.idle_mb("child"),
+        "worker_main_vmhwm_mb": worker_rss.hwm_mb("main"),
         "web_processes": web_rss.report(),
         "web_peak_rss_mb": web_rss.peak_mb("web child"),
+        "web_vmhwm_mb": web_rss.hwm_mb("web child"),
+        "web_idle_rss_mb": web_rss.idle_mb("web child"),
         "web_main_peak_rss_mb": web_rss.peak_mb("web main"),
+        "web_main_vmhwm_mb": web_rss.hwm_mb("web main"),
+        "moto_peak_rss_mb": moto_rss.peak_mb("moto"),
+        "moto_vmhwm_mb": moto_rss.hwm_mb("moto"),
         "rss_samples": worker_rss.samples,
     }
     scan = result["scan_seconds"]
@@ -909,7 +1000,8 @@ def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str,
     log(
         f"[{label}] completed: worker {worker_s:.2f} s = {result['rows_per_second']:,} rows/s; "
         f"response->completed {result['response_to_completed_seconds']:.2f} s; "
-        f"worker peak RSS {result['worker_peak_rss_mb']} MB"
+        f"worker VmHWM {result['worker_vmhwm_mb']} MB, web VmHWM {result['web_vmhwm_mb']} MB"
+        + (f", moto VmHWM {result['moto_vmhwm_mb']} MB" if moto_roots else "")
     )
     return result
 
@@ -1074,7 +1166,8 @@ def wait_purged(ctx: Context, timeout: float = 120.0) -> None:
     log(f"{left} deleted bench dataset(s) not purged yet; the reaper will re-send their purge")
 
 
-def cleanup(ctx: Context) -> None:
+def end_pass(ctx: Context) -> None:
+    """Delete this storage pass's datasets (and wait for the purge), stop its services."""
     if ctx.api and ctx.web and ctx.web.alive() and ctx.created:
         if ctx.args.keep:
             log(f"--keep: leaving datasets {', '.join(ctx.created)}")
@@ -1088,6 +1181,13 @@ def cleanup(ctx: Context) -> None:
                     log(f"DELETE {dataset_id} failed: {exc}")
             log(f"deleted {len(ctx.created)} bench dataset(s)")
             wait_purged(ctx)
+    for service in [*ctx.workers, *([ctx.web] if ctx.web else [])]:
+        service.stop()
+    ctx.workers, ctx.web, ctx.api, ctx.created = [], None, None, []
+
+
+def cleanup(ctx: Context) -> None:
+    end_pass(ctx)
     stop_all()
     try:
         drop_scratch(ctx.db_url)
@@ -1171,6 +1271,136 @@ def _verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
 
 
+def format_table(headers: tuple[str, ...], table: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [headers, *table]) for i in range(len(headers))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [
+        fmt.format(*headers).rstrip(),
+        "  ".join("-" * w for w in widths),
+        *(fmt.format(*row).rstrip() for row in table),
+    ]
+
+
+def _mb(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f} MB"
+
+
+def _rss_cell(hwm: float | None, idle: float | None, sampled: float | None) -> str:
+    cell = _mb(hwm)
+    if hwm is not None and idle is not None:
+        cell += f" (idle {idle:.1f}, +{hwm - idle:.1f})"
+    if sampled is not None:
+        cell += f"; sampled {sampled:.1f}"
+    return cell
+
+
+def storage_table(r: dict[str, Any]) -> list[str]:
+    """csvault with the files on each storage, side by side (one column each)."""
+    runs = [(s, r["csvault"][s]) for s in r["storages"] if s in r["csvault"]]
+    if not runs:
+        return []
+    rows = r["rows"]
+    ceiling = r["ceiling"]
+    names = {"local": "local disk", "s3": "S3 (moto server)"}
+    headers = ("metric", *(names.get(s, s) for s, _ in runs), "target / note")
+
+    def row(metric: str, cell: Any, note: str = "") -> tuple[str, ...]:
+        return (metric, *(cell(res) for _, res in runs), note)
+
+    def ingest(res: dict[str, Any]) -> str:
+        ratio = res["rows_per_second"] / ceiling["rows_per_second"]
+        return (
+            f"{res['rows_per_second']:,} rows/s ({res['worker_seconds']:.2f} s) = "
+            f"{ratio:.2f} x ceiling {_verdict(ratio >= TARGET_CEILING_RATIO)}"
+        )
+
+    def scan(res: dict[str, Any]) -> str:
+        seconds = res.get("scan_seconds")
+        return f"{seconds:.2f} s ({r['file_mb'] / seconds:.0f} MB/s)" if seconds else "not found"
+
+    def pre(res: dict[str, Any]) -> str:
+        seconds = res.get("created_to_ingest_start_seconds")
+        return f"{seconds:.2f} s" if seconds is not None else "?"
+
+    target = TARGET_COMPLETED_SECONDS_1M * rows / 1_000_000
+    scaled = "" if rows == 1_000_000 else " (scaled)"
+
+    def completed(res: dict[str, Any]) -> str:
+        seconds = res["response_to_completed_seconds"]
+        return f"{seconds:.2f} s {_verdict(seconds <= target)}"
+
+    def worker_rss(res: dict[str, Any]) -> str:
+        hwm = res["worker_vmhwm_mb"]
+        peak = hwm if hwm is not None else res["worker_peak_rss_mb"] or 0.0
+        return (
+            _rss_cell(hwm, res.get("worker_idle_rss_mb"), res["worker_peak_rss_mb"])
+            + f" {_verdict(peak < TARGET_WORKER_RSS_MB)}"
+        )
+
+    scanners = sorted({str(res.get("scanner") or "?") for _, res in runs})
+    scanner = ", ".join(scanners)
+    if scanners == ["clamd"]:
+        scanner += f" INSTREAM at {r.get('clamd_url') or '?'}"
+    elif scanners == ["builtin"]:
+        scanner += " matcher (no CLAMD_URL)"
+    table = [
+        row(
+            "COPY ceiling (unindexed text table)",
+            lambda _: f"{ceiling['rows_per_second']:,} rows/s ({ceiling['seconds']:.2f} s)",
+            "baseline, once, from local disk; " + ceiling["method"].split(" FROM")[0],
+        ),
+        row("csvault ingest (worker time)", ingest, f">= {TARGET_CEILING_RATIO:.1f} x ceiling"),
+        row(
+            "upload (streaming multipart POST)",
+            lambda res: f"{res['upload_mb_per_second']:.1f} MB/s ({res['upload_seconds']:.2f} s)",
+        ),
+        row("malware scan stage (worker log)", scan, f"scanner: {scanner}"),
+        row("upload committed -> ingest started", pre, "scan + both task hand-offs"),
+        row("upload response -> completed", completed, f"<= {target:.1f} s{scaled}"),
+        row(
+            "worker peak RSS (pool child, VmHWM)",
+            worker_rss,
+            f"< {TARGET_WORKER_RSS_MB:.0f} MB; idle = RSS before the upload",
+        ),
+        row(
+            "worker main process (VmHWM)",
+            lambda res: _mb(res.get("worker_main_vmhwm_mb") or res["worker_main_peak_rss_mb"]),
+        ),
+        row(
+            "web peak RSS (gunicorn workers, VmHWM)",
+            lambda res: _rss_cell(
+                res.get("web_vmhwm_mb"), res.get("web_idle_rss_mb"), res["web_peak_rss_mb"]
+            ),
+            "the largest gunicorn worker (max, not summed)",
+        ),
+        row(
+            "gunicorn master (VmHWM)",
+            lambda res: _mb(res.get("web_main_vmhwm_mb") or res["web_main_peak_rss_mb"]),
+        ),
+    ]
+    if any(s == "s3" for s, _ in runs):
+        table.append(
+            row(
+                "moto S3 server peak RSS (VmHWM)",
+                lambda res: _mb(res.get("moto_vmhwm_mb")) if res["storage"] == "s3" else "-",
+                "the test double's, not csvault's (see below)",
+            )
+        )
+    lines = format_table(headers, table)
+    lines.append(
+        "RSS: VmHWM (the kernel's high-water mark) of each process, which is started anew for "
+        "each storage; of several gunicorn workers or pool children the largest (max, not "
+        "summed); 'sampled' is the highest VmRSS seen every 0.1 s."
+    )
+    s3 = r.get("s3")
+    if s3:
+        lines.append(
+            f"S3: STORAGE_URL={s3['storage_url']} on {s3['endpoint']} ({s3['server']}). "
+            f"Note: {MOTO_NOTE}."
+        )
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     r = results
     rows = r["rows"]
@@ -1193,69 +1423,12 @@ def render(results: dict[str, Any]) -> str:
             "below ~1.8 the machine cannot run the parser and PostgreSQL side by side)"
         )
     lines.append("")
-    table: list[tuple[str, str, str, str]] = []
+    lines.extend(storage_table(r))
+    lines.append("")
     ceiling = r["ceiling"]
-    table.append(
-        (
-            "COPY ceiling (unindexed text table)",
-            f"{ceiling['rows_per_second']:,} rows/s ({ceiling['seconds']:.2f} s)",
-            "baseline; " + ceiling["method"].split(" FROM")[0],
-            "",
-        )
-    )
-    main = r.get("csvault")
-    if main:
-        ratio = main["rows_per_second"] / ceiling["rows_per_second"]
-        table.append(
-            (
-                "csvault ingest (worker time)",
-                f"{main['rows_per_second']:,} rows/s ({main['worker_seconds']:.2f} s)",
-                f"{ratio:.2f} x ceiling",
-                f">= {TARGET_CEILING_RATIO:.1f} {_verdict(ratio >= TARGET_CEILING_RATIO)}",
-            )
-        )
-        table.append(
-            (
-                "upload (streaming multipart POST)",
-                f"{main['upload_mb_per_second']:.1f} MB/s ({main['upload_seconds']:.2f} s)",
-                "",
-                "",
-            )
-        )
-        scan = main.get("scan_seconds")
-        scanner = main.get("scanner") or "?"
-        if scanner == "clamd":
-            scanner += f" INSTREAM at {r.get('clamd_url') or '?'}"
-        elif scanner == "builtin":
-            scanner += " matcher (no CLAMD_URL)"
-        table.append(
-            (
-                "malware scan stage (worker log)",
-                f"{scan:.2f} s ({r['file_mb'] / scan:.0f} MB/s)" if scan else "not found",
-                f"scanner: {scanner}",
-                "",
-            )
-        )
-        pre = main.get("created_to_ingest_start_seconds")
-        table.append(
-            (
-                "upload committed -> ingest started",
-                f"{pre:.2f} s" if pre is not None else "?",
-                "scan + both task hand-offs",
-                "",
-            )
-        )
-        target = TARGET_COMPLETED_SECONDS_1M * rows / 1_000_000
-        scaled = "" if rows == 1_000_000 else " (scaled)"
-        table.append(
-            (
-                "upload response -> completed",
-                f"{main['response_to_completed_seconds']:.2f} s",
-                "polled every 0.1 s",
-                f"<= {target:.1f} s{scaled} "
-                f"{_verdict(main['response_to_completed_seconds'] <= target)}",
-            )
-        )
+    first = r["storages"][0] if r["storages"] else ""
+    main = r["csvault"].get(first)
+    table: list[tuple[str, str, str, str]] = []
     ref = r.get("reference")
     if ref:
         ref_rate = ref["rows"] / ref["seconds"]
@@ -1268,24 +1441,6 @@ def render(results: dict[str, Any]) -> str:
                 "reference: ORM create() per row",
                 f"{ref_rate:,.0f} rows/s ({ref['rows']:,} rows, {ref['seconds']:.2f} s)",
                 comparison,
-                "",
-            )
-        )
-    if main:
-        peak = main["worker_peak_rss_mb"] or 0.0
-        table.append(
-            (
-                "worker peak RSS (pool child)",
-                f"{peak:.1f} MB (VmHWM {main['worker_vmhwm_mb']} MB)",
-                f"worker main process {main['worker_main_peak_rss_mb']} MB",
-                f"< {TARGET_WORKER_RSS_MB:.0f} MB {_verdict(peak < TARGET_WORKER_RSS_MB)}",
-            )
-        )
-        table.append(
-            (
-                "web peak RSS during upload",
-                f"{main['web_peak_rss_mb']} MB (largest gunicorn worker)",
-                f"gunicorn master {main['web_main_peak_rss_mb']} MB",
                 "",
             )
         )
@@ -1333,13 +1488,11 @@ def render(results: dict[str, Any]) -> str:
                 "",
             )
         )
-    headers = ("metric", "value", "comparison", "target")
-    widths = [max(len(row[i]) for row in [headers, *table]) for i in range(4)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines.append(fmt.format(*headers).rstrip())
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(fmt.format(*row).rstrip() for row in table)
-    lines.append("")
+    if table:
+        if par:
+            lines.append(f"with the files on {r.get('parallel_storage', first)}:")
+        lines.extend(format_table(("metric", "value", "comparison", "target"), table))
+        lines.append("")
     if par:
         single = r["parallel_single"]
         demand = single["cpu_cores_worker"] + single["cpu_cores_postgres"]
@@ -1369,13 +1522,13 @@ def render(results: dict[str, Any]) -> str:
             + (" (WARNING: one worker took both)" if par["same_worker"] else "")
             + "."
         )
-    if main:
+    for storage, res in r["csvault"].items():
         procs = ", ".join(
-            f"{p['role']} {p['pid']}: {p['peak_rss_mb']} MB"
+            f"{p['role']} {p['pid']}: idle {p['idle_rss_mb']}, peak {p['peak_rss_mb']} MB"
             + (f" (HWM {p['vmhwm_mb']})" if p["vmhwm_mb"] is not None else "")
-            for p in main["worker_processes"] + main["web_processes"]
+            for p in res["worker_processes"] + res["web_processes"]
         )
-        lines.append(f"processes (peak RSS): {procs}")
+        lines.append(f"processes, {storage} (RSS sampled every 0.1 s, VmHWM at the end): {procs}")
     if ceiling["server_side_errors"]:
         lines.append("server-side COPY attempts: " + "; ".join(ceiling["server_side_errors"]))
     lines.append(f"command: {r['command']}")
@@ -1416,6 +1569,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-reference", action="store_true", help="skip the ORM reference")
     parser.add_argument("--keep", action="store_true", help="don't delete the bench datasets")
     parser.add_argument(
+        "--storage",
+        choices=("local", "s3", "both"),
+        default="both",
+        help="where the dataset files live: the bench data dir, a bucket on moto's S3 "
+        "server, or each in turn with fresh services (default both)",
+    )
+    parser.add_argument(
+        "--database",
+        default="csvault_bench",
+        help="PostgreSQL database of the run (default csvault_bench; DATABASE_URL wins)",
+    )
+    parser.add_argument(
+        "--broker-db",
+        type=int,
+        default=2,
+        help="Redis DB number of the broker (default 2; CELERY_BROKER_URL wins)",
+    )
+    parser.add_argument(
+        "--cache-db",
+        type=int,
+        default=3,
+        help="Redis DB number of the cache (default 3; CACHE_URL wins)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds for every wait (default 600)"
     )
     args = parser.parse_args(argv)
@@ -1438,11 +1615,28 @@ def fast_csv_state(env: dict[str, str]) -> str:
     return "built, on"
 
 
+def start_services(ctx: Context) -> None:
+    """gunicorn and one worker with the files on ``ctx.storage``, fresh for each storage
+    (so that each process's VmHWM is that storage's peak)."""
+    ctx.port = free_port()
+    web_env = {**storage_env(ctx, ctx.storage), "PORT": str(ctx.port), "HOST": "127.0.0.1"}
+    ctx.web = Service(
+        f"{ctx.storage}-web",
+        [str(BIN / "gunicorn"), "config.wsgi", "--config", "scripts/gunicorn.conf.py"],
+        web_env,
+    )
+    ctx.web.start()
+    wait_http_ready(ctx.web, ctx.port, STARTUP_TIMEOUT)
+    log(f"{ctx.web.name} ready on 127.0.0.1:{ctx.port}")
+    ctx.api = Api(ctx.port, ctx.token, ctx.args.timeout)
+    start_worker(ctx)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if not (BIN / "python").exists():
         raise BenchError(f"{BIN / 'python'} missing: run `make install` first")
     queue = f"csvault-bench-{uuid.uuid4().hex[:8]}"
-    env = service_env(queue)
+    env = service_env(queue, args)
     ctx = Context(args=args, env=env, db_url=env["DATABASE_URL"])
     results: dict[str, Any] = {
         "command": " ".join([".venv/bin/python bench/ingest_bench.py", *sys.argv[1:]]),
@@ -1458,6 +1652,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clamd_url": env.get("CLAMD_URL") or None,
         "queue": queue,
         "fast_csv": fast_csv_state(env),
+        "storages": list(STORAGES) if args.storage == "both" else [args.storage],
+        "csvault": {},
     }
     try:
         csv_main = ensure_csv(args.rows)
@@ -1486,29 +1682,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out = manage(env, "createuser", ctx.username)
         ctx.token = out.strip().splitlines()[-1].strip()
 
-        ctx.port = free_port()
-        web_env = {**env, "PORT": str(ctx.port), "HOST": "127.0.0.1"}
-        ctx.web = Service(
-            "web",
-            [str(BIN / "gunicorn"), "config.wsgi", "--config", "scripts/gunicorn.conf.py"],
-            web_env,
-        )
-        ctx.web.start()
-        wait_http_ready(ctx.web, ctx.port, STARTUP_TIMEOUT)
-        log(f"web ready on 127.0.0.1:{ctx.port}")
-        ctx.api = Api(ctx.port, ctx.token, args.timeout)
-        start_worker(ctx)
-
-        results["csvault"] = ingest_one(ctx, csv_main, args.rows, f"{args.rows:,} rows")
-
-        if csv_par is not None:
-            results["parallel_single"] = ingest_one(
-                ctx, csv_par, args.parallel_rows, f"{args.parallel_rows:,} rows alone"
-            )
-            results["parallel"] = parallel_two(ctx, csv_par, args.parallel_rows)
-
-        if not args.skip_reference:
-            results["reference"] = orm_reference(ctx, csv_main, min(args.reference_rows, args.rows))
+        if "s3" in results["storages"]:
+            start_moto(ctx, STARTUP_TIMEOUT)
+            results["s3"] = {
+                "endpoint": ctx.s3_endpoint,
+                "bucket": ctx.s3_bucket,
+                "storage_url": f"s3://{ctx.s3_bucket}/files",
+                "server": "moto (python -m moto.server), objects in its memory",
+                "log": str(LOGS / "moto.log"),
+            }
+        for n, storage in enumerate(results["storages"]):
+            ctx.storage = storage
+            start_services(ctx)
+            label = f"{args.rows:,} rows"
+            results["csvault"][storage] = ingest_one(ctx, csv_main, args.rows, label)
+            if n == 0:  # the parallel run and the reference with the first storage only
+                if csv_par is not None:
+                    results["parallel_storage"] = storage
+                    results["parallel_single"] = ingest_one(
+                        ctx, csv_par, args.parallel_rows, f"{args.parallel_rows:,} rows alone"
+                    )
+                    results["parallel"] = parallel_two(ctx, csv_par, args.parallel_rows)
+                if not args.skip_reference:
+                    results["reference"] = orm_reference(
+                        ctx, csv_main, min(args.reference_rows, args.rows)
+                    )
+            end_pass(ctx)
+            if storage == "s3" and ctx.moto:
+                ctx.moto.stop()
     finally:
         cleanup(ctx)
     results["load_end"] = list(os.getloadavg())
@@ -1526,7 +1727,7 @@ def main(argv: list[str]) -> int:
         results = run(args)
     except BenchError as exc:
         for service in STARTED:
-            lines = 50 if service.name.startswith("worker") else 20
+            lines = 50 if "worker" in service.name else 20
             print(service.tail(lines), file=sys.stderr)
         print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from config.layout import BASE_DIR, Layout, load_env
+from config.storage import datasets_storage
 
 # Importing the settings changes nothing on disk or in os.environ (reading .env
 # aside): the folders and embedded mode's generated secrets are made by
@@ -172,20 +173,23 @@ else:
 
 # --- storage ----------------------------------------------------------------
 STORAGE_URL = env.str("STORAGE_URL", default=f"file://{DATA_DIR / 'files'}")
-if not STORAGE_URL.startswith("file://"):
-    raise ImproperlyConfigured(
-        "STORAGE_URL must be a file:// URL (object storage is not supported yet)."
+try:
+    _datasets_storage = datasets_storage(
+        STORAGE_URL,
+        endpoint_url=env.str("AWS_S3_ENDPOINT_URL", default=""),
+        access_key=env.str("AWS_ACCESS_KEY_ID", default=""),
+        secret_key=env.str("AWS_SECRET_ACCESS_KEY", default=""),
+        region=env.str("AWS_S3_REGION_NAME", default="us-east-1"),
+        addressing_style=env.str("AWS_S3_ADDRESSING_STYLE", default=""),
+        connect_timeout=env.float("CSVAULT_STORAGE_CONNECT_TIMEOUT", default=5.0),
+        read_timeout=env.float("CSVAULT_STORAGE_READ_TIMEOUT", default=60.0),
     )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-    "datasets": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {
-            "location": STORAGE_URL.removeprefix("file://"),
-            "file_permissions_mode": 0o600,
-        },
-    },
+    "datasets": _datasets_storage,
 }
 FILE_UPLOAD_TEMP_DIR = str(_layout.upload_temp_dir)
 FILE_UPLOAD_PERMISSIONS = 0o600

@@ -35,6 +35,7 @@ EXPECTATIONS = {
     "embedded": "SQLite, the filesystem broker and the file cache",
     "clamd": "clamd answers at CLAMD_URL (or CSVAULT_TEST_CLAMD_URL)",
     "native": "the C fast path csvault.csvio._csvblocks is built",
+    "s3": "dataset files are in an S3 bucket (STORAGE_URL=s3://...) that answers",
 }
 
 #: Tests allowed to skip, per mode; with CI or CSVAULT_TEST_EXPECT set, any other skip
@@ -44,6 +45,10 @@ ALLOWED_SKIPS: dict[str, dict[str, str]] = {
     "embedded": {
         "tests/integration/test_faults.py::"
         "test_the_workers_database_connection_killed_mid_batch_resumes": "PostgreSQL only",
+        "tests/storage/test_many_machines.py::"
+        "test_a_file_uploaded_on_one_host_is_ingested_on_another_read_back_exported_and_purged": (
+            "hosts that share no disk need PostgreSQL and Redis"
+        ),
     },
 }
 
@@ -79,6 +84,17 @@ def _service_problems(expected: set[str]) -> list[str]:
                 redis.Redis.from_url(url, socket_connect_timeout=2).ping()
             except redis.RedisError as exc:
                 problems.append(f"Redis {what} unreachable: {exc}")
+    if "s3" in expected:
+        from csvault.core.errors import StorageUnavailable
+        from csvault.core.storage import dataset_storage
+
+        if not s.STORAGE_URL.startswith("s3://"):
+            problems.append("S3 expected but STORAGE_URL is not s3:// (CSVAULT_TEST_STORAGE=s3)")
+        else:
+            try:
+                dataset_storage().ping()
+            except StorageUnavailable as exc:
+                problems.append(f"the S3 bucket does not answer: {exc}")
     if "native" in expected:
         from csvault.csvio.fastcsv import FAST_AVAILABLE
 

@@ -423,3 +423,29 @@ def wait_for_status(dataset_id: Any, statuses: set[str], timeout: float = 120) -
             return dataset
         time.sleep(0.2)
     raise AssertionError(f"dataset {dataset_id} still {dataset.status} after {timeout} s")
+
+
+# --- the dataset store ------------------------------------------------------------------
+
+
+def stored_names() -> set[str]:
+    """Every file in the dataset store (names relative to it), and on S3 every unfinished
+    multipart upload too (as ``<key> (unfinished upload)``)."""
+    from csvault.core.storage import LocalStorage, dataset_storage
+
+    store = dataset_storage()
+    if isinstance(store, LocalStorage):
+        root = Path(store.location)
+        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    prefix = f"{store.location}/" if store.location else ""
+    names = set()
+    for page in store.client.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket_name, Prefix=prefix
+    ):
+        names |= {item["Key"].removeprefix(prefix) for item in page.get("Contents", [])}
+    unfinished = store.client.list_multipart_uploads(Bucket=store.bucket_name, Prefix=prefix)
+    names |= {
+        f"{u['Key'].removeprefix(prefix)} (unfinished upload)"
+        for u in unfinished.get("Uploads", [])
+    }
+    return names

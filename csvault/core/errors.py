@@ -33,6 +33,14 @@ class UploadRejected(CsvaultError):
     """The upload itself is refused (too large, not CSV, empty...)."""
 
 
+class StorageUnavailable(CsvaultError, OSError):
+    """The file store cannot be reached or refuses the request (an ``OSError``, so the
+    worker's tasks retry it). The message names no address and no data."""
+
+    status_code = 503
+    default_code = "storage_unavailable"
+
+
 class NotReady(CsvaultError):
     """The dataset exists but is not in a state that allows the request."""
 

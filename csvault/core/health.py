@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from csvault.core.errors import StorageUnavailable
+from csvault.core.storage import dataset_storage
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
 _REASON_MAX = 200
@@ -34,10 +35,11 @@ class CheckFailed(Exception):
 
 
 def _secrets() -> list[str]:
-    """Passwords that could appear in an error message (from the configured URLs)."""
+    """Passwords that could appear in an error message (the configured URLs, the store's key)."""
     from urllib.parse import urlsplit
 
     found = [str(settings.DATABASES["default"].get("PASSWORD") or "")]
+    found.append(str(settings.STORAGES["datasets"].get("OPTIONS", {}).get("secret_key") or ""))
     for url in (settings.CELERY_BROKER_URL, getattr(settings, "CACHE_URL", "")):
         try:
             found.append(urlsplit(url).password or "")
@@ -124,14 +126,12 @@ def check_cache() -> dict[str, Any]:
 
 
 def check_storage() -> dict[str, Any]:
-    storage = storages["datasets"]
-    name = storage.save(f"readyz/probe-{uuid.uuid4().hex}", ContentFile(b"readyz"))
+    """A probe file written, read back (S3) and deleted; the store's own words on failure."""
     try:
-        if not storage.exists(name):
-            raise CheckFailed("a probe file written to storage is not there")
-    finally:
-        storage.delete(name)
-    return {}
+        details: dict[str, Any] = dataset_storage().ping()
+    except StorageUnavailable as exc:
+        raise CheckFailed(exc.message) from None
+    return details
 
 
 def check_scanner() -> dict[str, Any]:

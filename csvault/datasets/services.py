@@ -6,7 +6,6 @@ import logging
 import uuid
 
 from django.contrib.auth.models import User
-from django.core.files.storage import storages
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -51,13 +50,11 @@ def dataset_create(
     delimiter: str = ",",
     idempotency_key: str = "",
 ) -> Dataset:
-    """Store an uploaded (already encrypted) file and queue its malware scan after commit."""
+    """Make a dataset of an uploaded file (already encrypted and in the store) and queue
+    its malware scan after commit. Whatever fails, the stored file goes with the request."""
     _check_upload(upload, delimiter)
     filename = upload_filename(upload.name or "")
     key_id, wrapped = get_keyring().wrap(upload.data_key)
-    storage = storages["datasets"]
-    storage_key = f"datasets/{upload.dataset_id}.csvf"
-    stored_as = storage.save(storage_key, upload)
     try:
         with transaction.atomic():
             # Lock the owner so concurrent uploads pass the quota one at a time.
@@ -74,7 +71,7 @@ def dataset_create(
                 owner=owner,
                 name=(name.strip() or filename)[:255],
                 original_filename=filename,
-                storage_key=stored_as,
+                storage_key=upload.storage_key,
                 size=upload.size or 0,
                 sha256=upload.sha256,
                 has_header=has_header,
@@ -84,9 +81,9 @@ def dataset_create(
                 status=DatasetStatus.PENDING,
             )
             scan_dataset.delay_on_commit(str(dataset.id))
-    except BaseException:
-        storage.delete(stored_as)
-        raise
+        upload.keep()
+    finally:
+        upload.close()  # deletes the stored file unless the dataset kept it
     metrics.record_upload(dataset_id=dataset.id, size=dataset.size)
     owner_list_changed(owner.pk)
     logger.info("dataset %s uploaded: %d bytes", dataset.id, dataset.size)

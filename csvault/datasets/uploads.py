@@ -1,22 +1,30 @@
-"""Streaming upload handler: count, hash and encrypt the file as it arrives.
+"""Streaming upload handler: count, hash, encrypt and store the file as it arrives.
 
 Installed as the only entry of ``FILE_UPLOAD_HANDLERS``, so no multipart body
-is ever written to disk in plain text, whoever parses it (DRF, the CSRF
-check, a form). The plaintext exists only chunk by chunk in memory.
+is ever written anywhere in plain text, whoever parses it (DRF, the CSRF
+check, a form). The plaintext exists only chunk by chunk in memory; the
+ciphertext goes straight to the dataset store (csvault/core/storage.py: a
+local ``.part`` file or an S3 multipart upload), never to a temporary copy.
+
+The stored file belongs to the request until ``dataset_create`` keeps it:
+Django closes every uploaded file when the response is done, and closing an
+:class:`EncryptedUpload` that was not kept deletes it from the store.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from typing import Any
 
 from django.conf import settings
-from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest
 
 from csvault.core.errors import UploadRejected
+from csvault.core.storage import WriteStream, dataset_storage
 from csvault.crypto.keyring import new_data_key
 from csvault.crypto.stream import StreamEncryptor
 
@@ -35,18 +43,38 @@ def too_large(limit: int) -> UploadRejected:
     )
 
 
-class EncryptedUpload(TemporaryUploadedFile):
-    """An uploaded file whose temporary file holds ciphertext only.
+def storage_key(dataset_id: uuid.UUID) -> str:
+    """Where a dataset's file lives in the store."""
+    return f"datasets/{dataset_id}.csvf"
+
+
+class EncryptedUpload(UploadedFile):
+    """An uploaded file, stored as ciphertext under ``storage_key`` as it arrived.
 
     ``size`` is the plaintext size; ``data_key`` and ``dataset_id`` are the
     key and the id the ciphertext is bound to; ``head`` is the first bytes of
-    plaintext, kept in memory for type sniffing.
+    plaintext, kept in memory for type sniffing. Reading it gives nothing: the
+    content is in the store. :meth:`close` deletes the stored file unless
+    :meth:`keep` was called.
     """
 
     dataset_id: uuid.UUID
     data_key: bytes
     sha256: str
     head: bytes
+    storage_key: str
+    stored: bool = False
+    kept: bool = False
+
+    def keep(self) -> None:
+        """The stored file now belongs to a dataset: closing no longer deletes it."""
+        self.kept = True
+
+    def close(self) -> None:
+        if self.stored and not self.kept:
+            self.stored = False
+            dataset_storage().delete(self.storage_key)
+        super().close()
 
 
 class EncryptingUploadHandler(FileUploadHandler):
@@ -58,6 +86,7 @@ class EncryptingUploadHandler(FileUploadHandler):
         self.files_seen = 0
         # Not named ``file``: Django's parser calls ``handler.file.close()`` when it has one.
         self.upload: EncryptedUpload | None = None
+        self._out: WriteStream | None = None
 
     def handle_raw_input(
         self,
@@ -80,14 +109,18 @@ class EncryptingUploadHandler(FileUploadHandler):
                 f"Send exactly one file, in the multipart field '{UPLOAD_FIELD}'.",
                 code="one_file_expected",
             )
-        upload = EncryptedUpload(self.file_name or "upload.csv", self.content_type, 0, None)
+        upload = EncryptedUpload(
+            io.BytesIO(), self.file_name or "upload.csv", self.content_type, 0, None
+        )
         upload.dataset_id = uuid.uuid4()
         upload.data_key = new_data_key()
         upload.head = b""
+        upload.storage_key = storage_key(upload.dataset_id)
         self.upload = upload
         self._sha = hashlib.sha256()
         self._size = 0
         self._encryptor = StreamEncryptor(upload.data_key, upload.dataset_id)
+        self._out = dataset_storage().open_write(upload.storage_key)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         assert self.upload is not None
@@ -98,15 +131,28 @@ class EncryptingUploadHandler(FileUploadHandler):
         self._sha.update(raw_data)
         if len(self.upload.head) < HEAD_BYTES:
             self.upload.head += raw_data[: HEAD_BYTES - len(self.upload.head)]
-        self.upload.write(self._encryptor.update(raw_data))
+        self._write(self._encryptor.update(raw_data))
+
+    def _write(self, data: bytes) -> None:
+        assert self._out is not None
+        try:
+            self._out.write(data)
+        except BaseException:
+            self._discard()
+            raise
 
     def file_complete(self, file_size: int) -> EncryptedUpload | None:
         upload = self.upload
-        if upload is None:
+        if upload is None or self._out is None:
             return None
-        upload.write(self._encryptor.finalize())
-        upload.flush()
-        upload.seek(0)
+        self._write(self._encryptor.finalize())
+        try:
+            self._out.commit()
+        except BaseException:
+            self._discard()
+            raise
+        self._out = None
+        upload.stored = True
         upload.size = self._size
         upload.sha256 = self._sha.hexdigest()
         return upload
@@ -115,7 +161,10 @@ class EncryptingUploadHandler(FileUploadHandler):
         self._discard()
 
     def _discard(self) -> None:
-        """Close (and so delete) a partial ciphertext temp file."""
+        """Drop a partial upload: nothing of it stays in the store."""
+        out, self._out = self._out, None
+        if out is not None:
+            out.abort()
         if self.upload is not None:
             self.upload.close()
             self.upload = None

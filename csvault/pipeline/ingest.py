@@ -29,13 +29,13 @@ from functools import partial
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import storages
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from csvault.core import metrics
+from csvault.core.storage import dataset_storage
 from csvault.crypto.rows import RowCipher
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
 from csvault.csvio.errors import CsvDataError
@@ -136,7 +136,7 @@ def dataset_ingest(*, dataset_id: uuid.UUID) -> IngestOutcome:
 def _ingest(dataset: Dataset, claimed: Claim) -> int:
     """Read the whole file into stored blocks and complete the dataset; its row count."""
     data_key = dataset_data_key(dataset)
-    storage = storages["datasets"]
+    storage = dataset_storage()
 
     def plaintext(fh: File) -> Iterator[bytes]:
         return open_decrypted(data_key, dataset.id, fh)

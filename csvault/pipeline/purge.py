@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from django.core.files.storage import storages
-
+from csvault.core.storage import dataset_storage
 from csvault.datasets.models import Dataset
 from csvault.pipeline.rowstore import rows_delete
 
@@ -19,9 +18,8 @@ def dataset_purge(*, dataset_id: uuid.UUID) -> bool:
     if dataset is None:
         return False
     rows_delete(dataset_id=dataset_id)
-    storage = storages["datasets"]
-    if dataset.storage_key and storage.exists(dataset.storage_key):
-        storage.delete(dataset.storage_key)
+    if dataset.storage_key:
+        dataset_storage().delete(dataset.storage_key)  # and any unfinished upload of it
     Dataset.objects.filter(id=dataset_id, deleted_at__isnull=False).delete()
     logger.info("dataset %s purged", dataset_id)
     return True

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 
 from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
 from csvault.core import metrics
+from csvault.core.storage import dataset_storage
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
 from csvault.datasets.keys import dataset_data_key
 from csvault.datasets.models import Dataset, DatasetStatus
@@ -83,7 +83,7 @@ def dataset_scan(
     scanner = get_scanner()
     started = time.monotonic()
     try:
-        with storages["datasets"].open(dataset.storage_key, "rb") as fh:
+        with dataset_storage().open(dataset.storage_key, "rb") as fh:
             plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
             result = scanner.scan(_heartbeat(plaintext, claimed))
     except ScannerUnavailable as exc:
@@ -161,7 +161,7 @@ def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanRes
         ):
             return ScanOutcome("stopped")
         storage_key = dataset.storage_key
-        transaction.on_commit(lambda: storages["datasets"].delete(storage_key))
+        transaction.on_commit(lambda: dataset_storage().delete(storage_key))
         audit_record(
             AuditAction.SCAN_REJECTED,
             user_id=dataset.owner_id,

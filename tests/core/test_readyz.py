@@ -106,7 +106,7 @@ def test_it_names_storage_when_the_directory_cannot_be_written(
     settings.STORAGES = {
         **settings.STORAGES,
         "datasets": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "BACKEND": "csvault.core.storage.LocalStorage",
             "OPTIONS": {"location": str(missing)},
         },
     }

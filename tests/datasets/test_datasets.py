@@ -16,7 +16,7 @@ from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.purge import dataset_purge
 from csvault.pipeline.scan import dataset_scan
 from tests.csvdata import HEADER, MARKER, to_csv, tricky_rows
-from tests.helpers import ingest, read_all_rows, stored_rows, upload
+from tests.helpers import ingest, read_all_rows, stored_names, stored_rows, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -239,8 +239,7 @@ def test_another_users_dataset_answers_404(api, other_api, method, suffix):
 def test_delete_shreds_the_key_at_once_and_the_purge_removes_the_rest(api):
     dataset_id = ingest(upload(api, to_csv(tricky_rows(20))))
     dataset = Dataset.objects.get(id=dataset_id)
-    path = Path(storages["datasets"].path(dataset.storage_key))
-    assert path.exists()
+    assert dataset.storage_key in stored_names()
 
     assert api.delete(f"/api/datasets/{dataset_id}/").status_code == 204
 
@@ -256,7 +255,7 @@ def test_delete_shreds_the_key_at_once_and_the_purge_removes_the_rest(api):
     assert dataset_purge(dataset_id=dataset.id) is True
     assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
     assert not Dataset.objects.filter(id=dataset_id).exists()
-    assert not path.exists()
+    assert dataset.storage_key not in stored_names()
     assert dataset_purge(dataset_id=dataset.id) is False
 
 

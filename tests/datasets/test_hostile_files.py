@@ -37,7 +37,7 @@ from rest_framework.test import APIClient
 from csvault.datasets.models import Dataset, ProcessedData
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.scan import dataset_scan
-from tests.helpers import ingest, read_all_rows, upload
+from tests.helpers import ingest, read_all_rows, stored_names, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -232,9 +232,9 @@ def temp_files() -> set[Path]:
     return set(Path(django_settings.FILE_UPLOAD_TEMP_DIR).iterdir())
 
 
-def stored_files() -> set[Path]:
-    root = Path(django_settings.STORAGE_URL.removeprefix("file://"))
-    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+def stored_files() -> set[str]:
+    """The store's files and unfinished uploads, local or S3."""
+    return stored_names()
 
 
 def post_file(client: APIClient, content: bytes, filename: str, content_type: str) -> Any:
@@ -254,7 +254,7 @@ def assert_json_error(response: Any, status: int, code: str | None = None) -> di
     return error
 
 
-def assert_nothing_stored(before_temp: set[Path], before_stored: set[Path]) -> None:
+def assert_nothing_stored(before_temp: set[Path], before_stored: set[str]) -> None:
     assert not Dataset.objects.exists()
     assert temp_files() == before_temp
     assert stored_files() == before_stored

@@ -1,0 +1,238 @@
+"""Dataset files in S3 or any S3-compatible store (``STORAGE_URL=s3://bucket/prefix``).
+
+django-storages' ``S3Storage`` holds the configuration, the boto3 client and key
+naming; this subclass streams both ways, since django-storages' own file object
+downloads a whole object into a temporary file before the first read:
+
+- :class:`S3Write` sends a file as a multipart upload of :data:`PART_BYTES` parts (one
+  PUT when it is smaller), aborted on failure, so memory holds one part at most;
+- :class:`S3Read` reads an object with one streamed GET, and on a dropped connection
+  asks again for the rest (``Range: bytes=<offset>-``), a few times with backoff.
+
+Every boto error becomes :class:`~csvault.core.errors.StorageUnavailable`, whose
+message names neither the endpoint nor the bucket.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.files.base import File
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
+
+from csvault.core.errors import StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+#: Multipart part size: S3's minimum is 5 MiB; 10,000 parts make files up to 80 GB.
+PART_BYTES = 8 << 20
+#: A read that loses its connection asks again from where it was, this many times.
+READ_ATTEMPTS = 5
+READ_BUFFER = 1 << 20
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def unavailable(what: str = "The file store") -> StorageUnavailable:
+    return StorageUnavailable(f"{what} is unavailable; try again later.")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def translated(missing: str | None = None) -> Iterator[None]:
+    """boto errors as StorageUnavailable; a missing object as FileNotFoundError(missing)."""
+    try:
+        yield
+    except ClientError as exc:
+        if missing is not None and _code(exc) in _MISSING:
+            raise FileNotFoundError(missing) from None
+        logger.warning("object store error: %s", exc)
+        raise unavailable() from exc
+    except BotoCoreError as exc:
+        logger.warning("object store error: %s", exc)
+        raise unavailable() from exc
+
+
+class S3Write:
+    """A new object, sent part by part; invisible until :meth:`commit`."""
+
+    def __init__(self, client: Any, bucket: str, key: str, name: str) -> None:
+        self.client, self.bucket, self.key, self.name = client, bucket, key, name
+        # The part being filled; boto3 reads it as a file (no copy of the part).
+        self.buffer = io.BytesIO()
+        self.parts: list[dict[str, Any]] = []
+        self.upload_id: str | None = None
+
+    def write(self, data: bytes) -> int:
+        self.buffer.write(data)
+        if self.buffer.tell() >= PART_BYTES:
+            self._send_part()
+        return len(data)
+
+    def _body(self) -> io.BytesIO:
+        body, self.buffer = self.buffer, io.BytesIO()
+        body.seek(0)
+        return body
+
+    def _send_part(self) -> None:
+        target = {"Bucket": self.bucket, "Key": self.key}
+        with translated():
+            if self.upload_id is None:
+                self.upload_id = self.client.create_multipart_upload(**target)["UploadId"]
+            number = len(self.parts) + 1
+            sent = self.client.upload_part(
+                **target, UploadId=self.upload_id, PartNumber=number, Body=self._body()
+            )
+        self.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+
+    def commit(self) -> None:
+        target = {"Bucket": self.bucket, "Key": self.key}
+        if self.upload_id is None:
+            with translated():
+                self.client.put_object(**target, Body=self._body())
+        else:
+            if self.buffer.tell():
+                self._send_part()
+            with translated():
+                self.client.complete_multipart_upload(
+                    **target, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+                )
+        self.upload_id = None
+
+    def abort(self) -> None:
+        self.buffer = io.BytesIO()
+        if self.upload_id is None:
+            return
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            )
+        except (BotoCoreError, ClientError) as exc:
+            # Left for the bucket's lifecycle rule (docs/scaling.md) and the next delete.
+            logger.warning("could not abort the multipart upload of %s: %s", self.name, exc)
+        self.upload_id = None
+
+
+class S3Read(io.RawIOBase):
+    """An object's bytes, from one streamed GET, resumed at the offset if it breaks."""
+
+    def __init__(self, client: Any, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self.client, self.bucket, self.key, self.size = client, bucket, key, size
+        self.pos = 0
+        self.body: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.pos >= self.size:
+            return 0
+        last: Exception | None = None
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                if self.body is None:
+                    self.body = self.client.get_object(
+                        Bucket=self.bucket, Key=self.key, Range=f"bytes={self.pos}-"
+                    )["Body"]
+                data = self.body.read(min(len(buffer), self.size - self.pos))
+                if not data:
+                    raise EOFError(f"the object ended at {self.pos} of {self.size} bytes")
+            except ClientError as exc:
+                if _code(exc) in _MISSING:
+                    raise FileNotFoundError(self.key) from None
+                last = exc
+            except (BotoCoreError, OSError, EOFError) as exc:
+                last = exc
+            else:
+                buffer[: len(data)] = data
+                self.pos += len(data)
+                return len(data)
+            self._drop()
+            time.sleep(min(0.25 * 2**attempt, 4.0))
+        logger.warning("object store read of %s failed at byte %d: %s", self.key, self.pos, last)
+        raise unavailable() from last
+
+    def _drop(self) -> None:
+        if self.body is not None:
+            with suppress(Exception):  # a broken connection may fail to close
+                self.body.close()
+            self.body = None
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
+
+
+class S3Store(S3Storage):
+    """django-storages' S3 backend, streaming (see the module)."""
+
+    def _key(self, name: str) -> str:
+        return str(self._normalize_name(clean_name(name)))
+
+    @property
+    def client(self) -> Any:
+        return self.connection.meta.client
+
+    def open_write(self, name: str) -> S3Write:
+        return S3Write(self.client, self.bucket_name, self._key(name), name)
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        if mode != "rb":
+            raise ValueError(
+                "dataset files are read with open(name, 'rb'), written with open_write()"
+            )
+        key = self._key(name)
+        with translated(missing=name):
+            size = int(self.client.head_object(Bucket=self.bucket_name, Key=key)["ContentLength"])
+        raw = S3Read(self.client, self.bucket_name, key, size)
+        return File(io.BufferedReader(raw, buffer_size=READ_BUFFER), name)
+
+    def delete(self, name: str) -> None:
+        """Delete the object and abort any unfinished multipart upload of its key."""
+        key = self._key(name)
+        with translated():
+            listed = self.client.list_multipart_uploads(Bucket=self.bucket_name, Prefix=key)
+            for upload in listed.get("Uploads", []):
+                if upload["Key"] == key:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket_name, Key=key, UploadId=upload["UploadId"]
+                    )
+            self.client.delete_object(Bucket=self.bucket_name, Key=key)
+
+    def exists(self, name: str) -> bool:
+        with translated():
+            return bool(super().exists(name))
+
+    def ping(self) -> dict[str, Any]:
+        """The bucket is there and takes a write, a read and a delete."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket_name)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise StorageUnavailable("the bucket named in STORAGE_URL does not exist") from exc
+            if _code(exc) in {"403", "AccessDenied", "Forbidden"}:
+                raise StorageUnavailable(
+                    "access to the bucket named in STORAGE_URL is denied"
+                ) from exc
+            raise unavailable("The object store") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable("the object store is unreachable") from exc
+        probe = self.open_write(f"readyz/probe-{uuid.uuid4().hex}")
+        probe.write(b"readyz")
+        probe.commit()
+        with self.open(probe.name, "rb") as fh:
+            if fh.read() != b"readyz":
+                raise StorageUnavailable("a probe object read back differs from what was written")
+        self.delete(probe.name)
+        return {"backend": "s3"}
