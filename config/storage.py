@@ -4,7 +4,7 @@ variables (config/settings.py reads them; tests build stores of their own with i
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 def datasets_storage(
@@ -18,17 +18,22 @@ def datasets_storage(
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """``file:///path``: a local folder; ``s3://bucket[/prefix]``: an S3-compatible bucket.
+    """``file:///abs/path``: a local folder; ``s3://bucket[/prefix]``: an S3-compatible bucket.
 
     Without keys, boto3 finds credentials its usual way (instance role, ~/.aws).
     Raises ValueError for any other URL.
     """
     parts = urlsplit(url)
-    if parts.scheme == "file" and parts.path:
+    if parts.scheme == "file" and parts.path and parts.netloc in ("", "localhost"):
         return {
             "BACKEND": "csvault.core.storage.LocalStorage",
-            "OPTIONS": {"location": parts.path, "file_permissions_mode": 0o600},
+            "OPTIONS": {"location": unquote(parts.path), "file_permissions_mode": 0o600},
         }
+    if parts.scheme == "s3" and "@" in parts.netloc:
+        raise ValueError(
+            "STORAGE_URL must not carry credentials; use AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or the instance's role)"
+        )
     if parts.scheme != "s3" or not parts.netloc:
         raise ValueError(
             "STORAGE_URL must be file:///path or s3://bucket[/prefix]; got "

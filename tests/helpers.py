@@ -436,6 +436,8 @@ def stored_names() -> set[str]:
     store = dataset_storage()
     if isinstance(store, LocalStorage):
         root = Path(store.location)
+        if not root.exists():
+            root.mkdir(parents=True)  # empty, and where the store writes its files
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     prefix = f"{store.location}/" if store.location else ""
     names = set()

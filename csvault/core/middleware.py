@@ -31,6 +31,24 @@ def request_id_from(request: HttpRequest) -> str:
     return uuid.uuid4().hex
 
 
+class UnfinishedUploadMiddleware:
+    """After every request, whatever happened while its body was parsed (a connection
+    reset mid-file raises out of Django's parser without telling the upload handlers),
+    each upload handler that still has a file open in the store aborts it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self.get_response(request)
+        finally:
+            for handler in getattr(request, "_upload_handlers", None) or ():
+                abort = getattr(handler, "abort_unfinished", None)
+                if abort is not None:
+                    abort()
+
+
 class RequestContextMiddleware:
     """Sets the log context for the request and returns the request id in the response."""
 

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 PART_BYTES = 8 << 20
 #: A read that loses its connection asks again from where it was, this many times.
 READ_ATTEMPTS = 5
+#: Errors no retry can mend: the read fails at once.
+_PERMANENT = {"403", "AccessDenied", "416", "InvalidRange", "412", "PreconditionFailed"}
 READ_BUFFER = 1 << 20
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
@@ -110,16 +112,18 @@ class S3Write:
         self.upload_id = None
 
     def abort(self) -> None:
+        """Leave nothing: abort the multipart upload, and delete the key in case a commit
+        whose answer was lost did complete (the key is new, nothing else is under it)."""
         self.buffer = io.BytesIO()
-        if self.upload_id is None:
-            return
         try:
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
-            )
+            if self.upload_id is not None:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+                )
+            self.client.delete_object(Bucket=self.bucket, Key=self.key)
         except (BotoCoreError, ClientError) as exc:
             # Left for the bucket's lifecycle rule (docs/scaling.md) and the next delete.
-            logger.warning("could not abort the multipart upload of %s: %s", self.name, exc)
+            logger.warning("could not abort the upload of %s: %s", self.name, exc)
         self.upload_id = None
 
 
@@ -142,15 +146,25 @@ class S3Read(io.RawIOBase):
         for attempt in range(READ_ATTEMPTS):
             try:
                 if self.body is None:
-                    self.body = self.client.get_object(
+                    answer = self.client.get_object(
                         Bucket=self.bucket, Key=self.key, Range=f"bytes={self.pos}-"
-                    )["Body"]
+                    )
+                    # A store or proxy that ignores Range would hand over the wrong bytes.
+                    if self.pos and not str(answer.get("ContentRange", "")).startswith(
+                        f"bytes {self.pos}-"
+                    ):
+                        answer["Body"].close()
+                        raise EOFError(f"the store did not answer from byte {self.pos}")
+                    self.body = answer["Body"]
                 data = self.body.read(min(len(buffer), self.size - self.pos))
                 if not data:
                     raise EOFError(f"the object ended at {self.pos} of {self.size} bytes")
             except ClientError as exc:
                 if _code(exc) in _MISSING:
                     raise FileNotFoundError(self.key) from None
+                if _code(exc) in _PERMANENT:
+                    logger.warning("object store read of %s refused: %s", self.key, exc)
+                    raise unavailable() from exc
                 last = exc
             except (BotoCoreError, OSError, EOFError) as exc:
                 last = exc
@@ -229,10 +243,12 @@ class S3Store(S3Storage):
         except BotoCoreError as exc:
             raise StorageUnavailable("the object store is unreachable") from exc
         probe = self.open_write(f"readyz/probe-{uuid.uuid4().hex}")
-        probe.write(b"readyz")
-        probe.commit()
-        with self.open(probe.name, "rb") as fh:
-            if fh.read() != b"readyz":
-                raise StorageUnavailable("a probe object read back differs from what was written")
-        self.delete(probe.name)
+        try:
+            probe.write(b"readyz")
+            probe.commit()
+            with self.open(probe.name, "rb") as fh:
+                if fh.read() != b"readyz":
+                    raise StorageUnavailable("a probe object read back differs from the original")
+        finally:
+            probe.abort()  # deletes the probe object
         return {"backend": "s3"}

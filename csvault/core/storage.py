@@ -7,18 +7,40 @@ back chunk by chunk (``open(name, "rb")``; on S3 a streamed GET, re-requested fr
 current offset after a dropped connection). Neither side holds a whole file, in memory
 or on a local disk.
 
-A store that cannot be reached raises :class:`~csvault.core.errors.StorageUnavailable`
-(an ``OSError``, so the worker's tasks retry it with backoff; an upload answers 503).
+A store that cannot be reached, or a local disk that fails a write (full, read-only),
+raises :class:`~csvault.core.errors.StorageUnavailable` (an ``OSError``, so the worker's
+tasks retry it with backoff; an upload answers 503).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import logging
 import os
 import uuid
+from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
 from django.core.files.storage import FileSystemStorage, storages
+
+from csvault.core.errors import StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _local_errors() -> Iterator[None]:
+    """A failing local disk as StorageUnavailable (its path stays in the log only)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except StorageUnavailable:
+        raise
+    except OSError as exc:
+        logger.warning("local file store error: %s", exc)
+        raise StorageUnavailable("The file store is unavailable; try again later.") from exc
 
 
 class WriteStream(Protocol):
@@ -40,22 +62,31 @@ class LocalWrite:
     def __init__(self, path: str, name: str) -> None:
         self.name = name
         self.path = path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         self.part = f"{path}.part-{uuid.uuid4().hex[:12]}"
-        fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with _local_errors():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.fh: IO[bytes] | None = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> int:
         assert self.fh is not None, "write after commit or abort"
-        return self.fh.write(data)
+        with _local_errors():
+            return self.fh.write(data)
 
     def commit(self) -> None:
         assert self.fh is not None, "commit after commit or abort"
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        self.fh = None
-        os.replace(self.part, self.path)
+        with _local_errors():
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            self.fh = None
+            os.replace(self.part, self.path)
+            # The rename itself is durable only once its directory is.
+            folder = os.open(os.path.dirname(self.path), os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
     def abort(self) -> None:
         if self.fh is not None:
@@ -71,11 +102,22 @@ class LocalStorage(FileSystemStorage):
     def open_write(self, name: str) -> WriteStream:
         return LocalWrite(self.path(name), name)
 
+    def delete(self, name: str) -> None:
+        """Delete the file and any unfinished write of its name (``<name>.part-*``)."""
+        with _local_errors():
+            for part in glob.glob(glob.escape(self.path(name)) + ".part-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part)
+            super().delete(name)
+
     def ping(self) -> dict[str, Any]:
         probe = self.open_write(f"readyz/probe-{uuid.uuid4().hex}")
-        probe.write(b"readyz")
-        probe.commit()
-        self.delete(probe.name)
+        try:
+            probe.write(b"readyz")
+            probe.commit()
+        finally:
+            probe.abort()
+            self.delete(probe.name)
         return {"backend": "local"}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -52,11 +53,11 @@ def dataset_create(
 ) -> Dataset:
     """Make a dataset of an uploaded file (already encrypted and in the store) and queue
     its malware scan after commit. Whatever fails, the stored file goes with the request."""
-    _check_upload(upload, delimiter)
-    filename = upload_filename(upload.name or "")
-    key_id, wrapped = get_keyring().wrap(upload.data_key)
     try:
-        with transaction.atomic():
+        _check_upload(upload, delimiter)
+        filename = upload_filename(upload.name or "")
+        key_id, wrapped = get_keyring().wrap(upload.data_key)
+        with transaction.atomic(durable=True):
             # Lock the owner so concurrent uploads pass the quota one at a time.
             User.objects.select_for_update().filter(pk=owner.pk).first()
             if idempotency_key:
@@ -80,14 +81,23 @@ def dataset_create(
                 wrapped_key=wrapped,
                 status=DatasetStatus.PENDING,
             )
-            scan_dataset.delay_on_commit(str(dataset.id))
-        upload.keep()
+            upload.keep()  # from here on the file is the dataset's, whatever else fails
+            # Robust: a broker outage at this point leaves a pending dataset that the
+            # reaper re-sends, not an error for an upload that was saved.
+            transaction.on_commit(_scan_later(dataset.id), robust=True)
     finally:
         upload.close()  # deletes the stored file unless the dataset kept it
     metrics.record_upload(dataset_id=dataset.id, size=dataset.size)
     owner_list_changed(owner.pk)
     logger.info("dataset %s uploaded: %d bytes", dataset.id, dataset.size)
     return dataset
+
+
+def _scan_later(dataset_id: uuid.UUID) -> Callable[[], None]:
+    def send_scan() -> None:
+        scan_dataset.delay(str(dataset_id))
+
+    return send_scan
 
 
 class IdempotentReplay(Exception):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import uuid
 from typing import Any
 
@@ -27,6 +28,8 @@ from csvault.core.errors import UploadRejected
 from csvault.core.storage import WriteStream, dataset_storage
 from csvault.crypto.keyring import new_data_key
 from csvault.crypto.stream import StreamEncryptor
+
+logger = logging.getLogger(__name__)
 
 UPLOAD_FIELD = "file"
 HEAD_BYTES = 8192
@@ -73,7 +76,12 @@ class EncryptedUpload(UploadedFile):
     def close(self) -> None:
         if self.stored and not self.kept:
             self.stored = False
-            dataset_storage().delete(self.storage_key)
+            try:
+                dataset_storage().delete(self.storage_key)
+            except OSError:
+                # Closing must not hide the request's own answer; the file is ciphertext
+                # whose key was never saved.
+                logger.warning("could not delete the unused upload %s", self.storage_key)
         super().close()
 
 
@@ -159,6 +167,12 @@ class EncryptingUploadHandler(FileUploadHandler):
 
     def upload_interrupted(self) -> None:
         self._discard()
+
+    def abort_unfinished(self) -> None:
+        """Called after every request (csvault.core.middleware): a file still being
+        written means parsing stopped mid-file; nothing of it may stay in the store."""
+        if self._out is not None:
+            self._discard()
 
     def _discard(self) -> None:
         """Drop a partial upload: nothing of it stays in the store."""

@@ -161,7 +161,8 @@ def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanRes
         ):
             return ScanOutcome("stopped")
         storage_key = dataset.storage_key
-        transaction.on_commit(lambda: dataset_storage().delete(storage_key))
+        # Robust: a store outage leaves the ciphertext until the dataset is deleted.
+        transaction.on_commit(lambda: dataset_storage().delete(storage_key), robust=True)
         audit_record(
             AuditAction.SCAN_REJECTED,
             user_id=dataset.owner_id,

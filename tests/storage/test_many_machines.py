@@ -40,6 +40,7 @@ def host_env(data_dir: Path, server: Any, bucket: str) -> dict[str, str]:
     return {
         "DATABASE_URL": _worker_database_url(),
         "CSVAULT_DATA_DIR": str(data_dir),
+        "PROMETHEUS_MULTIPROC_DIR": str(data_dir / "metrics"),
         "CSVAULT_MASTER_KEYS": settings.CSVAULT_MASTER_KEYS,
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_SECURE_SSL_REDIRECT": "0",
@@ -136,6 +137,7 @@ def test_a_file_uploaded_on_one_host_is_ingested_on_another_read_back_exported_a
     key = Dataset.objects.get(id=dataset_id).storage_key
     assert stored_names() == {key}
     for host in ("web-host", "worker-host"):
+        assert (tmp_path / host / "metrics").is_dir(), host  # the host did use its own dir
         leftovers = [p for p in files_under(tmp_path / host) if dataset_id in p.name]
         assert leftovers == [], host
         assert not [p for p in files_under(tmp_path / host) if p.suffix == ".csvf"], host

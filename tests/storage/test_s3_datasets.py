@@ -12,7 +12,6 @@ from csvault.datasets.models import Dataset
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.purge import dataset_purge
 from csvault.pipeline.scan import dataset_scan
-from csvault.pipeline.tasks import ingest_dataset, purge_dataset, scan_dataset
 from tests.csvdata import MARKER, to_csv, tricky_rows
 from tests.helpers import free_port, ingest, read_all_rows, stored_names, upload
 from tests.storage.conftest import s3_storage_settings
@@ -106,11 +105,3 @@ def test_a_store_outage_during_ingest_is_retried_and_loses_nothing(
     settings.STORAGES = working
     assert dataset_ingest(dataset_id=dataset_id).status == "completed"
     assert Dataset.objects.get(id=dataset_id).row_count == len(ROWS)
-
-
-@pytest.mark.parametrize("task", [scan_dataset, ingest_dataset, purge_dataset])
-def test_the_worker_tasks_retry_a_store_outage_with_backoff(task):
-    from csvault.core.errors import StorageUnavailable
-
-    assert any(issubclass(StorageUnavailable, kind) for kind in task.autoretry_for)
-    assert task.retry_backoff
