@@ -62,8 +62,8 @@ lint: install
 	else echo "promtool not installed: alert rules not checked (see docs/operations.md)"; fi
 
 ## coverage of several `make test` runs together (COVERAGE_RUNS: their COVERAGE_FILEs);
-## fails below COVERAGE_FLOOR percent
-COVERAGE_FLOOR ?= 90
+## fails below COVERAGE_FLOOR percent (the two CI runs together reach 93.2%)
+COVERAGE_FLOOR ?= 92
 coverage: install
 	$(BIN)/coverage combine --keep $(COVERAGE_RUNS)
 	@echo "coverage, runs combined: $$($(BIN)/coverage report --format=total)% (floor $(COVERAGE_FLOOR)%)"
