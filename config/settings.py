@@ -285,6 +285,9 @@ CSVAULT_QUOTA_BYTES = env.int("CSVAULT_QUOTA_BYTES", default=20 << 30)
 CSVAULT_MAX_ACTIVE_DATASETS = env.int("CSVAULT_MAX_ACTIVE_DATASETS", default=20)
 # Work whose heartbeat is older than this is considered stalled and re-queued.
 CSVAULT_STALL_SECONDS = env.int("CSVAULT_STALL_SECONDS", default=30)
+# Unfinished uploads (a web process died mid-upload) older than this are removed from
+# the store by the reaper; far longer than any gap between two writes of a live upload.
+CSVAULT_UNFINISHED_UPLOAD_SECONDS = env.int("CSVAULT_UNFINISHED_UPLOAD_SECONDS", default=3600)
 CSVAULT_MAX_ATTEMPTS = env.int("CSVAULT_MAX_ATTEMPTS", default=5)
 
 # Malware scanning (fail closed). With CLAMD_URL (tcp://host:port or

@@ -224,6 +224,26 @@ class S3Store(S3Storage):
                     )
             self.client.delete_object(Bucket=self.bucket_name, Key=key)
 
+    def sweep_unfinished(self, older_than: float) -> int:
+        """Abort multipart uploads under the prefix started ``older_than`` seconds ago or
+        more (uploads whose web process died; the bucket's lifecycle rule does the same
+        a day later); returns how many."""
+        prefix = f"{self.location}/" if self.location else ""
+        cutoff = time.time() - older_than
+        aborted = 0
+        with translated():
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket_name, Prefix=prefix
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() < cutoff:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket_name, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        return aborted
+
     def exists(self, name: str) -> bool:
         with translated():
             return bool(super().exists(name))

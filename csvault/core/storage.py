@@ -18,6 +18,7 @@ import contextlib
 import glob
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
@@ -109,6 +110,20 @@ class LocalStorage(FileSystemStorage):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(part)
             super().delete(name)
+
+    def sweep_unfinished(self, older_than: float) -> int:
+        """Remove ``.part-*`` files untouched for ``older_than`` seconds (writes whose web
+        process died); returns how many. A live upload writes to its file all along."""
+        cutoff = time.time() - older_than
+        removed = 0
+        with _local_errors():
+            pattern = os.path.join(glob.escape(str(self.location)), "**", "*.part-*")
+            for part in glob.glob(pattern, recursive=True):
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(part).st_mtime < cutoff:
+                        os.unlink(part)
+                        removed += 1
+        return removed
 
     def ping(self) -> dict[str, Any]:
         probe = self.open_write(f"readyz/probe-{uuid.uuid4().hex}")

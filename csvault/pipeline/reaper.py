@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from csvault.core import metrics
+from csvault.core.storage import dataset_storage
 from csvault.datasets.models import Dataset, DatasetStatus
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,23 @@ def stalled_datasets() -> list[tuple[uuid.UUID, str]]:
     )
     unpurged = Dataset.objects.filter(deleted_at__lt=stale).values_list("id", flat=True)
     return working + [(dataset_id, "deleted") for dataset_id in unpurged[:REAP_BATCH]]
+
+
+def unfinished_uploads_sweep() -> int:
+    """At most once per ``CSVAULT_UNFINISHED_UPLOAD_SECONDS``: remove what uploads cut
+    short by a dying web process left in the store (csvault/core/storage.py)."""
+    age = settings.CSVAULT_UNFINISHED_UPLOAD_SECONDS
+    if cache.add("swept-unfinished-uploads", 1, timeout=age) is False:
+        return 0
+    try:
+        removed = int(dataset_storage().sweep_unfinished(older_than=age))
+    except OSError as exc:  # the store is down: the next sweep tries again
+        logger.warning("unfinished uploads not swept: %s", exc)
+        cache.delete("swept-unfinished-uploads")
+        return 0
+    if removed:
+        logger.warning("removed %d unfinished uploads older than %d s", removed, age)
+    return removed
 
 
 def datasets_reap(*, tasks: Mapping[str, Task]) -> int:

@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError
 
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.purge import dataset_purge
-from csvault.pipeline.reaper import datasets_reap
+from csvault.pipeline.reaper import datasets_reap, unfinished_uploads_sweep
 from csvault.pipeline.scan import ScanRetry, dataset_scan, scan_retry_delay
 
 # Database and storage trouble is retried from the last checkpoint, with backoff.
@@ -51,6 +51,8 @@ def purge_dataset(dataset_id: str) -> bool:
 
 @shared_task(name="csvault.reap_stalled", ignore_result=True)
 def reap_stalled() -> int:
-    return datasets_reap(
+    sent = datasets_reap(
         tasks={"scan": scan_dataset, "ingest": ingest_dataset, "purge": purge_dataset}
     )
+    unfinished_uploads_sweep()
+    return sent

@@ -4,6 +4,7 @@ are invisible until committed, and leave nothing behind when aborted or deleted.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from config.storage import datasets_storage
 from csvault.core.errors import StorageUnavailable
 from csvault.core.s3storage import PART_BYTES
-from csvault.core.storage import dataset_storage
+from csvault.core.storage import LocalWrite, dataset_storage
 from tests.helpers import free_port, stored_names
 from tests.storage.conftest import s3_storage_settings
 
@@ -126,3 +127,35 @@ def test_an_unreachable_store_is_storage_unavailable_naming_no_address(settings:
         assert isinstance(caught.value, OSError)  # the worker's tasks retry it
         assert "127.0.0.1" not in str(caught.value)
         assert endpoint.rsplit(":", 1)[1] not in str(caught.value)
+
+
+def test_the_sweep_removes_unfinished_writes_left_long_ago(store: Any) -> None:
+    write(store, "datasets/kept.csvf", b"committed").commit()
+    left = write(store, "datasets/left.csvf", os.urandom(PART_BYTES + 10))
+    assert store.sweep_unfinished(older_than=3600) in (0, 1)  # moto dates every upload 2010
+    if isinstance(left, LocalWrite):
+        assert store.sweep_unfinished(older_than=3600) == 0  # written just now: kept
+        os.utime(left.part, (time.time() - 7200, time.time() - 7200))
+        assert store.sweep_unfinished(older_than=3600) == 1
+    else:
+        store.sweep_unfinished(older_than=0)
+    assert stored_names() == {"datasets/kept.csvf"}
+
+
+def test_the_reaper_sweeps_at_most_once_per_period(store: Any) -> None:
+    from django.core.cache import cache
+
+    from csvault.pipeline.reaper import unfinished_uploads_sweep
+
+    def left_long_ago(name: str) -> None:
+        # Past one part: on S3 a multipart upload is under way (moto dates it 2010).
+        left = write(store, name, os.urandom(PART_BYTES + 10))
+        if isinstance(left, LocalWrite):
+            os.utime(left.part, (time.time() - 7200, time.time() - 7200))
+
+    cache.delete("swept-unfinished-uploads")
+    left_long_ago("datasets/old.csvf")
+    assert unfinished_uploads_sweep() == 1
+    left_long_ago("datasets/later.csvf")
+    assert unfinished_uploads_sweep() == 0  # not again within the period
+    assert any(name.startswith("datasets/later.csvf") for name in stored_names())
