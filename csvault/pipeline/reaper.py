@@ -56,7 +56,7 @@ def unfinished_uploads_sweep() -> int:
     """At most once per ``CSVAULT_UNFINISHED_UPLOAD_SECONDS``: remove what uploads cut
     short by a dying web process left in the store (csvault/core/storage.py)."""
     age = settings.CSVAULT_UNFINISHED_UPLOAD_SECONDS
-    if cache.add("swept-unfinished-uploads", 1, timeout=age) is False:
+    if age <= 0 or cache.add("swept-unfinished-uploads", 1, timeout=age) is False:
         return 0
     try:
         removed = int(dataset_storage().sweep_unfinished(older_than=age))
