@@ -227,6 +227,8 @@ REST_FRAMEWORK = {
         "read": env.str("CSVAULT_THROTTLE_READ", default="1200/min"),
         "write": env.str("CSVAULT_THROTTLE_WRITE", default="120/min"),
         "upload": env.str("CSVAULT_THROTTLE_UPLOAD", default="60/min"),
+        # A resumable upload's chunks: a 5 GB file in 5 MiB chunks is 1,000 of them.
+        "chunk": env.str("CSVAULT_THROTTLE_CHUNK", default="3000/min"),
         "login": env.str("CSVAULT_THROTTLE_LOGIN", default="10/min"),
         "anon": env.str("CSVAULT_THROTTLE_ANON", default="60/min"),
     },
@@ -266,6 +268,8 @@ USE_TZ = True
 
 # --- csvault ----------------------------------------------------------------
 CSVAULT_MAX_UPLOAD_BYTES = env.int("CSVAULT_MAX_UPLOAD_BYTES", default=1 << 30)
+# A resumable upload not finished this many seconds after its creation is deleted.
+CSVAULT_UPLOAD_EXPIRES = env.int("CSVAULT_UPLOAD_EXPIRES", default=24 * 3600)
 CSVAULT_MAX_COLUMNS = env.int("CSVAULT_MAX_COLUMNS", default=1000)
 CSVAULT_MAX_FIELD_BYTES = env.int("CSVAULT_MAX_FIELD_BYTES", default=1 << 20)
 CSVAULT_MAX_ROWS = env.int("CSVAULT_MAX_ROWS", default=100_000_000)

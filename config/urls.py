@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from csvault.core.apis import LoginApi, LogoutApi
 from csvault.core.health import healthz, readyz
 from csvault.core.metrics import metrics_view
-from csvault.datasets import apis
+from csvault.datasets import apis, tus
 from csvault.web import views as web_views
 
 urlpatterns = [
@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/auth/token/", LoginApi.as_view(), name="api-token"),
     path("api/auth/logout/", LogoutApi.as_view(), name="api-logout"),
     path("api/datasets/", apis.DatasetListCreateApi.as_view(), name="dataset-list"),
+    path("api/uploads/", tus.TusUploadsApi.as_view(), name="tus-uploads"),
+    path("api/uploads/<uuid:dataset_id>", tus.TusUploadApi.as_view(), name="tus-upload"),
     path("api/datasets/<uuid:dataset_id>/", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
     path(
         "api/datasets/<uuid:dataset_id>/progress/",

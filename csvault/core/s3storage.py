@@ -19,7 +19,7 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -127,6 +127,86 @@ class S3Write:
         self.upload_id = None
 
 
+#: A resumable upload's bytes that do not yet fill a part wait in this object.
+STAGED_SUFFIX = ".staged"
+
+
+class S3Resumable:
+    """An object written over many requests: a multipart upload whose parts are sent as
+    they reach :data:`PART_BYTES`; what is short of a part at a checkpoint is staged in
+    ``<key>.staged`` (as tusd's s3store does) and taken back by the next request.
+
+    State: ``{"upload_id", "parts": [{"ETag", "PartNumber"}], "staged": bytes}``. Parts
+    sent after the last checkpoint are overwritten by the next request's parts of the
+    same numbers, so the kept state is always the truth.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, state: dict[str, Any]) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.upload_id: str | None = state.get("upload_id")
+        self.parts: list[dict[str, Any]] = list(state.get("parts", []))
+        self.buffer = bytearray()
+        if state.get("staged"):
+            with translated():
+                staged = self.client.get_object(Bucket=bucket, Key=key + STAGED_SUFFIX)
+                self.buffer += staged["Body"].read()
+            if len(self.buffer) != state["staged"]:
+                raise unavailable()  # the staged object is not the one the state names
+
+    def append(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= PART_BYTES:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        target = {"Bucket": self.bucket, "Key": self.key}
+        with translated():
+            if self.upload_id is None:
+                self.upload_id = self.client.create_multipart_upload(**target)["UploadId"]
+            number = len(self.parts) + 1
+            sent = self.client.upload_part(
+                **target, UploadId=self.upload_id, PartNumber=number, Body=bytes(self.buffer)
+            )
+        self.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+        self.buffer = bytearray()
+
+    def checkpoint(self) -> dict[str, Any]:
+        with translated():
+            if self.buffer:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self.key + STAGED_SUFFIX, Body=bytes(self.buffer)
+                )
+        return {"upload_id": self.upload_id, "parts": self.parts, "staged": len(self.buffer)}
+
+    def finish(self) -> None:
+        target = {"Bucket": self.bucket, "Key": self.key}
+        with translated():
+            if self.upload_id is None:
+                self.client.put_object(**target, Body=bytes(self.buffer))
+            else:
+                if self.buffer:
+                    self._send_part()
+                self.client.complete_multipart_upload(
+                    **target, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+                )
+            self.client.delete_object(Bucket=self.bucket, Key=self.key + STAGED_SUFFIX)
+        self.buffer = bytearray()
+
+    def abort(self) -> None:
+        self.buffer = bytearray()
+        try:
+            if self.upload_id is not None:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+                )
+            self.client.delete_object(Bucket=self.bucket, Key=self.key + STAGED_SUFFIX)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not abort the resumable upload of %s: %s", self.key, exc)
+
+    def release(self) -> None:
+        self.buffer = bytearray()
+
+
 class S3Read(io.RawIOBase):
     """An object's bytes, from one streamed GET, resumed at the offset if it breaks."""
 
@@ -201,6 +281,9 @@ class S3Store(S3Storage):
     def open_write(self, name: str) -> S3Write:
         return S3Write(self.client, self.bucket_name, self._key(name), name)
 
+    def open_resumable(self, name: str, state: dict[str, Any]) -> S3Resumable:
+        return S3Resumable(self.client, self.bucket_name, self._key(name), state)
+
     def _open(self, name: str, mode: str = "rb") -> File:
         if mode != "rb":
             raise ValueError(
@@ -223,11 +306,13 @@ class S3Store(S3Storage):
                         Bucket=self.bucket_name, Key=key, UploadId=upload["UploadId"]
                     )
             self.client.delete_object(Bucket=self.bucket_name, Key=key)
+            self.client.delete_object(Bucket=self.bucket_name, Key=key + STAGED_SUFFIX)
 
-    def sweep_unfinished(self, older_than: float) -> int:
+    def sweep_unfinished(self, older_than: float, keep: Container[str] = ()) -> int:
         """Abort multipart uploads under the prefix started ``older_than`` seconds ago or
         more (uploads whose web process died; the bucket's lifecycle rule does the same
-        a day later); returns how many."""
+        a day later), except those of the names in ``keep`` (resumable uploads still
+        open); returns how many."""
         prefix = f"{self.location}/" if self.location else ""
         cutoff = time.time() - older_than
         aborted = 0
@@ -237,6 +322,8 @@ class S3Store(S3Storage):
             )
             for page in pages:
                 for upload in page.get("Uploads", []):
+                    if upload["Key"].removeprefix(prefix) in keep:
+                        continue
                     if upload["Initiated"].timestamp() < cutoff:
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket_name, Key=upload["Key"], UploadId=upload["UploadId"]

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import IO, Any, Protocol
 
 from django.core.files.storage import FileSystemStorage, storages
@@ -83,11 +83,7 @@ class LocalWrite:
             self.fh = None
             os.replace(self.part, self.path)
             # The rename itself is durable only once its directory is.
-            folder = os.open(os.path.dirname(self.path), os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            _fsync_folder(os.path.dirname(self.path))
 
     def abort(self) -> None:
         if self.fh is not None:
@@ -97,23 +93,105 @@ class LocalWrite:
             os.unlink(self.part)
 
 
+class ResumableWrite(Protocol):
+    """A file written over many requests, possibly on different hosts (resumable uploads).
+
+    :meth:`append` adds bytes; :meth:`checkpoint` makes everything appended durable and
+    returns the state to keep (JSON) and pass to ``open_resumable`` next time, which
+    drops whatever was appended after that state; :meth:`finish` makes the file appear
+    under its name; :meth:`abort` leaves nothing.
+    """
+
+    def append(self, data: bytes) -> None: ...
+
+    def checkpoint(self) -> dict[str, Any]: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def release(self) -> None:
+        """Done with this handle (whatever happened); the checkpointed state stays."""
+
+
+class LocalResumable:
+    """``<name>.upload``, appended to, truncated back to the last checkpoint on opening,
+    renamed to ``<name>`` when finished."""
+
+    def __init__(self, path: str, state: dict[str, Any]) -> None:
+        self.path = path
+        self.upload = path + UPLOAD_SUFFIX
+        with _local_errors():
+            if not state:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(self.upload, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+                self.fh: IO[bytes] = os.fdopen(fd, "r+b")
+            else:
+                self.fh = open(self.upload, "r+b")  # noqa: SIM115 - closed by finish/abort
+                self.fh.truncate(int(state["size"]))
+            self.fh.seek(0, os.SEEK_END)
+
+    def append(self, data: bytes) -> None:
+        with _local_errors():
+            self.fh.write(data)
+
+    def checkpoint(self) -> dict[str, Any]:
+        with _local_errors():
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            return {"size": self.fh.tell()}
+
+    def finish(self) -> None:
+        self.checkpoint()
+        self.fh.close()
+        with _local_errors():
+            os.replace(self.upload, self.path)
+            _fsync_folder(os.path.dirname(self.path))
+
+    def abort(self) -> None:
+        self.fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.upload)
+
+    def release(self) -> None:
+        self.fh.close()
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: Suffix of a resumable upload's file until it is finished.
+UPLOAD_SUFFIX = ".upload"
+
+
 class LocalStorage(FileSystemStorage):
     """Dataset files in a local folder (``STORAGE_URL=file:///path``), mode 0600."""
 
     def open_write(self, name: str) -> WriteStream:
         return LocalWrite(self.path(name), name)
 
+    def open_resumable(self, name: str, state: dict[str, Any]) -> ResumableWrite:
+        return LocalResumable(self.path(name), state)
+
     def delete(self, name: str) -> None:
-        """Delete the file and any unfinished write of its name (``<name>.part-*``)."""
+        """Delete the file and any unfinished write of its name (``<name>.part-*``,
+        ``<name>.upload``)."""
+        path = self.path(name)
         with _local_errors():
-            for part in glob.glob(glob.escape(self.path(name)) + ".part-*"):
+            for part in [*glob.glob(glob.escape(path) + ".part-*"), path + UPLOAD_SUFFIX]:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(part)
             super().delete(name)
 
-    def sweep_unfinished(self, older_than: float) -> int:
+    def sweep_unfinished(self, older_than: float, keep: Container[str] = ()) -> int:
         """Remove ``.part-*`` files untouched for ``older_than`` seconds (writes whose web
-        process died); returns how many. A live upload writes to its file all along."""
+        process died); returns how many. A live upload writes to its file all along;
+        resumable uploads (``.upload`` files, ``keep``) are not touched."""
         cutoff = time.time() - older_than
         removed = 0
         with _local_errors():

@@ -2,9 +2,11 @@
 
 Scopes and their rates (``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``, set from the
 ``CSVAULT_THROTTLE_*`` environment variables): ``upload`` for POSTs to a view that
-declares ``throttle_upload = True``, ``write`` for other unsafe methods, ``read`` for
-GET/HEAD, ``login`` for views that declare ``throttle_scope = "login"`` (counted per
-client address), ``anon`` for other anonymous requests. A throttled request gets 429
+declares ``throttle_upload = True``, ``chunk`` for PATCHes to a view that declares
+``throttle_chunks = True`` (a resumable upload's chunks), ``write`` for other unsafe
+methods, ``read`` for GET/HEAD, ``login`` for views that declare
+``throttle_scope = "login"`` (counted per client address), ``anon`` for other anonymous
+requests. A throttled request gets 429
 with a Retry-After header.
 
 Counting is a fixed window per scope and caller that opens with the caller's first
@@ -42,6 +44,8 @@ class ScopedUserThrottle(SimpleRateThrottle):
             return "anon"
         if request.method == "POST" and getattr(view, "throttle_upload", False):
             return "upload"
+        if request.method == "PATCH" and getattr(view, "throttle_chunks", False):
+            return "chunk"
         return "read" if request.method in _SAFE else "write"
 
     def get_rate(self) -> str | None:

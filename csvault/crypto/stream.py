@@ -39,6 +39,7 @@ from csvault.crypto.keyring import derive_subkey
 __all__ = [
     "HEADER_SIZE",
     "SEGMENT_SIZE",
+    "SegmentSealer",
     "StreamDecryptError",
     "StreamEncryptor",
     "decrypt_stream",
@@ -86,6 +87,42 @@ def encrypted_size(plaintext_size: int) -> int:
         raise ValueError("plaintext size cannot be negative")
     segments = max(1, -(-plaintext_size // SEGMENT_SIZE))
     return HEADER_SIZE + plaintext_size + segments * _TAG_SIZE
+
+
+class SegmentSealer:
+    """Seals the segments of one file one at a time, in any request: what a resumable
+    upload (whose total size is known from the start) needs instead of
+    :class:`StreamEncryptor`. The caller keeps ``prefix`` (from :meth:`new_prefix`)
+    between requests, writes :meth:`header` first, and seals segment ``index`` with
+    ``final`` set exactly for the last one (``index == segment_count(size) - 1``).
+    The result is byte for byte the format :class:`StreamEncryptor` writes.
+    """
+
+    def __init__(self, data_key: bytes, dataset_id: uuid.UUID, prefix: bytes) -> None:
+        if len(prefix) != _PREFIX_SIZE:
+            raise ValueError(f"the nonce prefix is {_PREFIX_SIZE} bytes")
+        self._aead = AESGCM(derive_subkey(data_key, dataset_id, _KDF_INFO))
+        self._associated_data = dataset_id.bytes
+        self.prefix = prefix
+
+    @staticmethod
+    def new_prefix() -> bytes:
+        return os.urandom(_PREFIX_SIZE)
+
+    @staticmethod
+    def segment_count(plaintext_size: int) -> int:
+        return max(1, -(-plaintext_size // SEGMENT_SIZE))
+
+    def header(self) -> bytes:
+        return MAGIC + bytes([STREAM_FORMAT_VERSION]) + self.prefix
+
+    def seal(self, index: int, plaintext: BytesLike, final: bool) -> bytes:
+        if not 0 <= index < _MAX_SEGMENTS:
+            raise ValueError("file too large: the segment counter would overflow")
+        if len(plaintext) > SEGMENT_SIZE or (not final and len(plaintext) != SEGMENT_SIZE):
+            raise ValueError("only the final segment may be shorter than SEGMENT_SIZE")
+        nonce = self.prefix + index.to_bytes(4, "big") + (_FINAL if final else _NOT_FINAL)
+        return self._aead.encrypt(nonce, plaintext, self._associated_data)
 
 
 class StreamEncryptor:
@@ -262,3 +299,31 @@ def open_decrypted(
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     return decrypt_stream(data_key, dataset_id, iter(partial(fileobj.read, chunk_size), b""))
+
+
+# --- a resumable upload's last, incomplete segment ----------------------------------------
+
+_TAIL_KDF_INFO = b"csvault/upload-tail/v1"
+_TAIL_NONCE_SIZE = 12
+
+
+def seal_tail(data_key: bytes, dataset_id: uuid.UUID, offset: int, plaintext: BytesLike) -> bytes:
+    """Encrypt the bytes of a resumable upload that do not yet fill a segment (kept in the
+    database between requests). Bound to the dataset and to ``offset``, where they start."""
+    aead = AESGCM(derive_subkey(data_key, dataset_id, _TAIL_KDF_INFO))
+    nonce = os.urandom(_TAIL_NONCE_SIZE)
+    return nonce + aead.encrypt(nonce, bytes(plaintext), _tail_ad(dataset_id, offset))
+
+
+def open_tail(data_key: bytes, dataset_id: uuid.UUID, offset: int, sealed: bytes) -> bytes:
+    """The plaintext of :func:`seal_tail`; StreamDecryptError if it was altered or moved."""
+    aead = AESGCM(derive_subkey(data_key, dataset_id, _TAIL_KDF_INFO))
+    nonce, ciphertext = sealed[:_TAIL_NONCE_SIZE], sealed[_TAIL_NONCE_SIZE:]
+    try:
+        return aead.decrypt(nonce, ciphertext, _tail_ad(dataset_id, offset))
+    except InvalidTag:
+        raise StreamDecryptError("an upload's kept bytes failed authentication") from None
+
+
+def _tail_ad(dataset_id: uuid.UUID, offset: int) -> bytes:
+    return dataset_id.bytes + offset.to_bytes(8, "big")

@@ -9,6 +9,7 @@ from django.db import models
 
 
 class DatasetStatus(models.TextChoices):
+    UPLOADING = "uploading", "Uploading"
     PENDING = "pending", "Pending"
     SCANNING = "scanning", "Scanning"
     QUEUED = "queued", "Queued"
@@ -75,6 +76,9 @@ class Dataset(models.Model):
     # The client's Idempotency-Key header of the upload ("" when none): a retried
     # upload with the same key gets this dataset back instead of a second one.
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    # Plaintext bytes received: ``size`` once the upload is complete; while a resumable
+    # upload is ``uploading``, how far it has come (its tus Upload-Offset).
+    bytes_received = models.BigIntegerField(default=0)
 
     class Meta:
         indexes = [
@@ -131,3 +135,25 @@ class ProcessedData(models.Model):
 
     def __str__(self) -> str:
         return f"rows from {self.row_number} of {self.dataset_id}"
+
+
+class ResumableUpload(models.Model):
+    """The state of a resumable (tus) upload while its dataset is ``uploading``: every
+    web host can take the next chunk (csvault/datasets/resumable.py)."""
+
+    dataset = models.OneToOneField(
+        Dataset, primary_key=True, on_delete=models.CASCADE, related_name="resumable"
+    )
+    expires_at = models.DateTimeField()
+    # The file's nonce prefix (csvault.crypto.stream.SegmentSealer), and the bytes past
+    # the last whole segment, encrypted (seal_tail), until the next chunk completes it.
+    prefix = models.BinaryField()
+    tail = models.BinaryField(null=True, blank=True)
+    # The store's ResumableWrite checkpoint (a local file's size; S3 parts and staging).
+    store_state = models.JSONField(default=dict)
+    # One request at a time appends: the one holding an unexpired lease.
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"resumable upload {self.dataset_id}"

@@ -74,6 +74,7 @@ def dataset_create(
                 original_filename=filename,
                 storage_key=upload.storage_key,
                 size=upload.size or 0,
+                bytes_received=upload.size or 0,
                 sha256=upload.sha256,
                 has_header=has_header,
                 delimiter=delimiter,
@@ -84,7 +85,7 @@ def dataset_create(
             upload.keep()  # from here on the file is the dataset's, whatever else fails
             # Robust: a broker outage at this point leaves a pending dataset that the
             # reaper re-sends, not an error for an upload that was saved.
-            transaction.on_commit(_scan_later(dataset.id), robust=True)
+            transaction.on_commit(scan_later(dataset.id), robust=True)
     finally:
         upload.close()  # deletes the stored file unless the dataset kept it
     metrics.record_upload(dataset_id=dataset.id, size=dataset.size)
@@ -93,7 +94,9 @@ def dataset_create(
     return dataset
 
 
-def _scan_later(dataset_id: uuid.UUID) -> Callable[[], None]:
+def scan_later(dataset_id: uuid.UUID) -> Callable[[], None]:
+    """An on-commit callback that sends the dataset's scan."""
+
     def send_scan() -> None:
         scan_dataset.delay(str(dataset_id))
 
