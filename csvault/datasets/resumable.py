@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -70,6 +70,12 @@ class OffsetMismatch(CsvaultError):
 class ChecksumMismatch(CsvaultError):
     status_code = 460
     default_code = "checksum_mismatch"
+
+
+class Body(Protocol):
+    """The request body (Django's HttpRequest reads it)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ def upload_append(
     owner: User,
     dataset_id: uuid.UUID,
     offset: int,
-    body: BinaryIO,
+    body: Body,
     body_length: int,
     checksum: Checksum | None = None,
 ) -> Dataset:
@@ -204,7 +210,7 @@ def _append(
     dataset: Dataset,
     upload: ResumableUpload,
     token: uuid.UUID,
-    body: BinaryIO,
+    body: Body,
     body_length: int,
     checksum: Checksum | None,
 ) -> Dataset:

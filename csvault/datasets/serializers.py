@@ -59,6 +59,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "row_count",
             "columns",
             "size",
+            "bytes_received",
             "sha256",
             "has_header",
             "delimiter",

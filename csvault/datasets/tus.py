@@ -87,7 +87,7 @@ class _TusView(APIView):
         response["Cache-Control"] = "no-store"
         return response
 
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -15,16 +15,19 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 
 from celery import Task
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from csvault.core import metrics
 from csvault.core.storage import dataset_storage
 from csvault.datasets.models import Dataset, DatasetStatus
+from csvault.datasets.update import dataset_update
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +61,11 @@ def unfinished_uploads_sweep() -> int:
     age = settings.CSVAULT_UNFINISHED_UPLOAD_SECONDS
     if age <= 0 or cache.add("swept-unfinished-uploads", 1, timeout=age) is False:
         return 0
+    open_uploads = set(
+        Dataset.objects.filter(status=DatasetStatus.UPLOADING).values_list("storage_key", flat=True)
+    )
     try:
-        removed = int(dataset_storage().sweep_unfinished(older_than=age))
+        removed = int(dataset_storage().sweep_unfinished(older_than=age, keep=open_uploads))
     except OSError as exc:  # the store is down: the next sweep tries again
         logger.warning("unfinished uploads not swept: %s", exc)
         cache.delete("swept-unfinished-uploads")
@@ -67,6 +73,32 @@ def unfinished_uploads_sweep() -> int:
     if removed:
         logger.warning("removed %d unfinished uploads older than %d s", removed, age)
     return removed
+
+
+def uploads_expire(*, purge: Task) -> int:
+    """Delete the datasets of resumable uploads past their ``Upload-Expires``: the key
+    is shredded at once, and the purge removes what the store holds (staged pieces and
+    unfinished multipart uploads included). Returns how many."""
+    now = timezone.now()
+    expired = Dataset.objects.filter(
+        status=DatasetStatus.UPLOADING, deleted_at__isnull=True, resumable__expires_at__lt=now
+    ).values_list("id", flat=True)
+    count = 0
+    for dataset_id in list(expired[:REAP_BATCH]):
+        with transaction.atomic():
+            if dataset_update(
+                dataset_id=dataset_id,
+                where=Q(status=DatasetStatus.UPLOADING),
+                status=DatasetStatus.CANCELLED,
+                finished_at=now,
+                error={"code": "upload_expired", "message": "The upload expired unfinished."},
+            ):
+                dataset_update(dataset_id=dataset_id, wrapped_key=b"", deleted_at=now)
+                transaction.on_commit(partial(purge.delay, str(dataset_id)))
+                count += 1
+    if count:
+        logger.info("%d expired resumable uploads deleted", count)
+    return count
 
 
 def datasets_reap(*, tasks: Mapping[str, Task]) -> int:

@@ -11,11 +11,13 @@ with ``scanner_unavailable``. A file is never ingested unscanned.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -82,10 +84,12 @@ def dataset_scan(
     dataset = Dataset.objects.get(id=dataset_id)
     scanner = get_scanner()
     started = time.monotonic()
+    # A resumable upload arrives over many requests: its SHA-256 is taken here.
+    sha256 = hashlib.sha256() if not dataset.sha256 else None
     try:
         with dataset_storage().open(dataset.storage_key, "rb") as fh:
             plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
-            result = scanner.scan(_heartbeat(plaintext, claimed))
+            result = scanner.scan(_heartbeat(plaintext, claimed, sha256))
     except ScannerUnavailable as exc:
         return _unavailable(claimed, str(exc), owner_id=dataset.owner_id)
     except StreamDecryptError as exc:
@@ -98,13 +102,17 @@ def dataset_scan(
         raise
     elapsed = time.monotonic() - started
     if result.clean:
+        if sha256 is not None:
+            claimed.update(sha256=sha256.hexdigest())
         return _clean(dataset, claimed, scanner.name, elapsed, on_clean)
     return _reject(dataset, claimed, scanner.name, result)
 
 
-def _heartbeat(chunks: Iterable[bytes], claimed: Claim) -> Iterator[bytes]:
+def _heartbeat(chunks: Iterable[bytes], claimed: Claim, sha256: Any = None) -> Iterator[bytes]:
     last = time.monotonic()
     for chunk in chunks:
+        if sha256 is not None:
+            sha256.update(chunk)
         if time.monotonic() - last > HEARTBEAT_EVERY_SECONDS:
             claimed.heartbeat()  # LostOwnership once cancelled or deleted
             last = time.monotonic()

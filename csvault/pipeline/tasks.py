@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError
 
 from csvault.pipeline.ingest import dataset_ingest
 from csvault.pipeline.purge import dataset_purge
-from csvault.pipeline.reaper import datasets_reap, unfinished_uploads_sweep
+from csvault.pipeline.reaper import datasets_reap, unfinished_uploads_sweep, uploads_expire
 from csvault.pipeline.scan import ScanRetry, dataset_scan, scan_retry_delay
 
 # Database and storage trouble is retried from the last checkpoint, with backoff.
@@ -54,5 +54,6 @@ def reap_stalled() -> int:
     sent = datasets_reap(
         tasks={"scan": scan_dataset, "ingest": ingest_dataset, "purge": purge_dataset}
     )
+    uploads_expire(purge=purge_dataset)
     unfinished_uploads_sweep()
     return sent

@@ -23,6 +23,7 @@ def test_tuspy_uploads_in_chunks_and_resumes(live_server, user, api):
     )
     uploader.upload_chunk()
     uploader.upload_chunk()
+    assert uploader.url is not None
     dataset_id = uploader.url.rsplit("/", 1)[1]
     dataset = Dataset.objects.get(id=dataset_id)
     assert dataset.status == "uploading"
