@@ -453,3 +453,52 @@ def stored_names() -> set[str]:
         for u in unfinished.get("Uploads", [])
     }
     return names
+
+
+@contextmanager
+def web_process(extra_env: dict[str, str], log: Path) -> Iterator[str]:
+    """gunicorn (config.wsgi, one worker) against the test database, with ``extra_env``
+    (e.g. its own CSVAULT_DATA_DIR: a host of its own); yields its URL."""
+    import requests
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _worker_database_url(),
+        "CSVAULT_MASTER_KEYS": settings.CSVAULT_MASTER_KEYS,
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "WEB_ACCESS_LOG": "",
+        **extra_env,
+    }
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "scripts/gunicorn.conf.py"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or _answers(requests, f"{url}/healthz"),
+            what="the web process to answer",
+            timeout=60,
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"the web process exited:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _answers(requests: Any, url: str) -> bool:
+    try:
+        return bool(requests.get(url, timeout=2).status_code == 200)
+    except requests.ConnectionError:
+        return False

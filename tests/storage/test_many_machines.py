@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +17,7 @@ from django.db import connection
 
 from csvault.datasets.models import Dataset
 from tests.csvdata import HEADER, to_csv, tricky_rows
-from tests.helpers import ROOT, free_port, stored_names, wait_for_status
+from tests.helpers import stored_names, wait_for_status
 from tests.storage.conftest import s3_env
 
 pytestmark = [
@@ -51,40 +48,9 @@ def host_env(data_dir: Path, server: Any, bucket: str) -> dict[str, str]:
 @pytest.fixture
 def web_host(transactional_db: None, tmp_path: Path, s3_server: Any, bucket: str) -> Iterator[str]:
     """gunicorn on its own data dir; yields its URL."""
-    port = free_port()
-    env = {
-        **os.environ,
-        **host_env(tmp_path / "web-host", s3_server, bucket),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "WEB_ACCESS_LOG": "",
-    }
-    log = tmp_path / "web.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "scripts/gunicorn.conf.py"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the web host did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    env = host_env(tmp_path / "web-host", s3_server, bucket)
+    with web_process(env, tmp_path / "web.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def files_under(folder: Path) -> list[Path]:
