@@ -17,7 +17,7 @@ from django.db import connection
 
 from csvault.datasets.models import Dataset
 from tests.csvdata import HEADER, to_csv, tricky_rows
-from tests.helpers import stored_names, wait_for_status
+from tests.helpers import stored_names, wait_for_status, web_process
 from tests.storage.conftest import s3_env
 
 pytestmark = [
