@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
-from csvault.core.errors import CsvaultError, UploadRejected
+from csvault.core.errors import CsvaultError, QuotaExceeded, UploadRejected
 from csvault.datasets.models import Dataset
 from csvault.datasets.resumable import (
     CHECKSUMS,
@@ -172,14 +172,19 @@ class TusUploadsApi(_TusView):
     def post(self, request: Request) -> Response:
         length = _length_header(request, "Upload-Length")
         meta = _metadata(request)
-        dataset = upload_create(
-            owner=request.user,  # type: ignore[arg-type]
-            length=length,
-            filename=meta.get("filename", "") or "upload.csv",
-            name=meta.get("name", ""),
-            delimiter=meta.get("delimiter", ","),
-            has_header=_boolean(meta.get("has_header", "true"), "has_header"),
-        )
+        try:
+            dataset = upload_create(
+                owner=request.user,  # type: ignore[arg-type]
+                length=length,
+                filename=meta.get("filename", "") or "upload.csv",
+                name=meta.get("name", ""),
+                delimiter=meta.get("delimiter", ","),
+                has_header=_boolean(meta.get("has_header", "true"), "has_header"),
+            )
+        except QuotaExceeded as exc:
+            if exc.code == "storage_quota_exceeded":
+                exc.status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # tus: too large
+            raise
         audit_record(
             AuditAction.UPLOAD, request=request, dataset_id=dataset.id, size=length, tus=True
         )
