@@ -186,9 +186,15 @@ class S3Resumable:
             else:
                 if self.buffer:
                     self._send_part()
-                self.client.complete_multipart_upload(
-                    **target, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
-                )
+                try:
+                    self.client.complete_multipart_upload(
+                        **target, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+                    )
+                except ClientError as exc:
+                    # Completed by a request that died before recording it: the object is there.
+                    if _code(exc) != "NoSuchUpload":
+                        raise
+                    self.client.head_object(**target)
             self.client.delete_object(Bucket=self.bucket, Key=self.key + STAGED_SUFFIX)
         self.buffer = bytearray()
 

@@ -121,11 +121,17 @@ class LocalResumable:
     def __init__(self, path: str, state: dict[str, Any]) -> None:
         self.path = path
         self.upload = path + UPLOAD_SUFFIX
+        # Finished by a request that died before recording it: finishing again is a no-op.
+        self.finished = bool(state) and not os.path.exists(self.upload) and os.path.exists(path)
+        self.fh: IO[bytes]
+        if self.finished:
+            self.fh = open(os.devnull, "r+b")  # noqa: SIM115 - closed by release
+            return
         with _local_errors():
             if not state:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(self.upload, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-                self.fh: IO[bytes] = os.fdopen(fd, "r+b")
+                self.fh = os.fdopen(fd, "r+b")
             else:
                 self.fh = open(self.upload, "r+b")  # noqa: SIM115 - closed by finish/abort
                 self.fh.truncate(int(state["size"]))
@@ -142,6 +148,8 @@ class LocalResumable:
             return {"size": self.fh.tell()}
 
     def finish(self) -> None:
+        if self.finished:
+            return
         self.checkpoint()
         self.fh.close()
         with _local_errors():
