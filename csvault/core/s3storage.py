@@ -144,6 +144,7 @@ class S3Resumable:
     def __init__(self, client: Any, bucket: str, key: str, state: dict[str, Any]) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         self.upload_id: str | None = state.get("upload_id")
+        self.kept_upload_id = self.upload_id  # the one the kept state names
         self.parts: list[dict[str, Any]] = list(state.get("parts", []))
         self.buffer = bytearray()
         if state.get("staged"):
@@ -176,6 +177,7 @@ class S3Resumable:
                 self.client.put_object(
                     Bucket=self.bucket, Key=self.key + STAGED_SUFFIX, Body=bytes(self.buffer)
                 )
+        self.kept_upload_id = self.upload_id
         return {"upload_id": self.upload_id, "parts": self.parts, "staged": len(self.buffer)}
 
     def finish(self) -> None:
@@ -197,6 +199,7 @@ class S3Resumable:
                     self.client.head_object(**target)
             self.client.delete_object(Bucket=self.bucket, Key=self.key + STAGED_SUFFIX)
         self.buffer = bytearray()
+        self.kept_upload_id = self.upload_id
 
     def abort(self) -> None:
         self.buffer = bytearray()
@@ -211,6 +214,15 @@ class S3Resumable:
 
     def release(self) -> None:
         self.buffer = bytearray()
+        if self.upload_id is not None and self.upload_id != self.kept_upload_id:
+            # Started by this request, which failed before a checkpoint recorded it.
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+                )
+            except (BotoCoreError, ClientError) as exc:
+                logger.warning("could not abort the upload of %s: %s", self.key, exc)
+            self.upload_id = None
 
 
 class S3Read(io.RawIOBase):

@@ -220,7 +220,8 @@ def _append(
     pending = bytearray(
         open_tail(data_key, dataset.id, whole, bytes(upload.tail)) if upload.tail else b""
     )
-    head = bytearray()
+    # The file's first bytes so far: all in ``pending`` while fewer than HEAD_BYTES.
+    head = bytearray(pending[:HEAD_BYTES]) if dataset.bytes_received < HEAD_BYTES else bytearray()
     out = dataset_storage().open_resumable(dataset.storage_key, upload.store_state)
     hasher = CHECKSUMS[checksum.algorithm]() if checksum else None
     segments = SegmentSealer.segment_count(dataset.size)
@@ -238,7 +239,7 @@ def _append(
             received += len(chunk)
             if hasher is not None:
                 hasher.update(chunk)
-            if len(head) < HEAD_BYTES and dataset.bytes_received == 0:
+            if len(head) < HEAD_BYTES and dataset.bytes_received < HEAD_BYTES:
                 head += chunk[: HEAD_BYTES - len(head)]
             pending += chunk
             while index < segments and len(pending) >= _segment_size(dataset.size, index):

@@ -84,6 +84,8 @@ class _TusView(APIView):
                 response.content = b""
         else:
             response["Tus-Resumable"] = TUS_VERSION
+            if response.status_code == status.HTTP_412_PRECONDITION_FAILED:
+                response["Tus-Version"] = TUS_VERSION
         response["Cache-Control"] = "no-store"
         return response
 
@@ -93,7 +95,7 @@ class _TusView(APIView):
 
 def _length_header(request: Request, name: str) -> int:
     raw = request.headers.get(name, "")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise TusError(f"The {name} header must be a non-negative integer.", code="tus_header")
     return int(raw)
 
@@ -172,6 +174,9 @@ class TusUploadsApi(_TusView):
     def post(self, request: Request) -> Response:
         length = _length_header(request, "Upload-Length")
         meta = _metadata(request)
+        with_body = request.META.get("CONTENT_LENGTH", "0") not in ("", "0")
+        body_length = _chunk(request) if with_body else 0
+        checksum = _checksum(request) if with_body else None
         try:
             dataset = upload_create(
                 owner=request.user,  # type: ignore[arg-type]
@@ -188,15 +193,14 @@ class TusUploadsApi(_TusView):
         audit_record(
             AuditAction.UPLOAD, request=request, dataset_id=dataset.id, size=length, tus=True
         )
-        if request.META.get("CONTENT_LENGTH", "0") not in ("", "0"):
-            body_length = _chunk(request)
+        if with_body:
             dataset = upload_append(
                 owner=request.user,  # type: ignore[arg-type]
                 dataset_id=dataset.id,
                 offset=0,
                 body=request._request,
                 body_length=body_length,
-                checksum=_checksum(request),
+                checksum=checksum,
             )
         response = Response(status=status.HTTP_201_CREATED)
         response["Location"] = request.build_absolute_uri(f"/api/uploads/{dataset.id}")

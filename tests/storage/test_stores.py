@@ -142,6 +142,7 @@ def test_the_sweep_removes_unfinished_writes_left_long_ago(store: Any) -> None:
     assert stored_names() == {"datasets/kept.csvf"}
 
 
+@pytest.mark.django_db
 def test_the_reaper_sweeps_at_most_once_per_period(store: Any) -> None:
     from django.core.cache import cache
 

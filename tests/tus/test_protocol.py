@@ -10,6 +10,7 @@ import re
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +25,6 @@ from csvault.pipeline.purge import dataset_purge
 from csvault.pipeline.scan import dataset_scan
 from tests.csvdata import to_csv, tricky_rows
 from tests.helpers import stored_names, stored_rows, wait_until
-from tests.storage.conftest import bucket, s3, s3_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +41,10 @@ def b64(text: str) -> str:
 
 
 def metadata(
-    filename: str = "data.csv", name: str = "tus upload", delimiter: str = ",", has_header="true"
+    filename: str = "data.csv",
+    name: str = "tus upload",
+    delimiter: str = ",",
+    has_header: str = "true",
 ) -> str:
     return (
         f"filename {b64(filename)},name {b64(name)},"
@@ -87,6 +90,13 @@ def offset_of(url: str, user: Any) -> int:
     answer = head(url, user)
     assert answer.status_code == 200, answer.status_code
     return int(answer.headers["Upload-Offset"])
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    assert parts.hostname
+    assert parts.port
+    return parts.hostname, parts.port
 
 
 def error_code(answer: Any) -> str:
@@ -181,11 +191,6 @@ def test_a_missing_or_wrong_tus_resumable_is_412(live_server, user, version):
     assert Dataset.objects.get(id=dataset_id).bytes_received == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tus 1.0: a 412 for an unsupported Tus-Resumable MUST carry Tus-Version; "
-    "_TusView.finalize_response sets it on OPTIONS answers only",
-)
 def test_a_412_names_the_supported_versions(live_server, user):
     answer = call(
         "POST",
@@ -240,10 +245,23 @@ def test_upload_length_over_the_quota_is_refused(live_server, user, settings):
     settings.CSVAULT_QUOTA_BYTES = 5000
     assert create(live_server, user, 4000).status_code == 201
     answer = create(live_server, user, 1001)
-    assert answer.status_code == 403, answer.text
+    assert answer.status_code == 413, answer.text  # tus: a creation too large is 413
     assert error_code(answer) == "storage_quota_exceeded"
     assert answer.json()["error"]["quota_bytes"] == 5000
+    assert answer.json()["error"]["stored_bytes"] == 4000
+    assert answer.headers["Tus-Resumable"] == TUS
     assert Dataset.objects.filter(owner=user).count() == 1
+
+
+def test_too_many_uploads_in_progress_is_429(live_server, user, settings):
+    settings.CSVAULT_MAX_ACTIVE_DATASETS = 2
+    assert create(live_server, user, 100).status_code == 201
+    assert create(live_server, user, 100).status_code == 201
+    answer = create(live_server, user, 100)
+    assert answer.status_code == 429, answer.text
+    assert error_code(answer) == "too_many_active_datasets"
+    assert int(answer.headers["Retry-After"]) > 0
+    assert Dataset.objects.filter(owner=user).count() == 2
 
 
 def test_upload_length_zero_is_400_empty_file(live_server, user):
@@ -277,6 +295,16 @@ def test_a_bad_upload_length_is_400(live_server, user):
         assert answer.status_code == 400, (bad, answer.text)
         assert error_code(answer) == "tus_header"
     assert not Dataset.objects.filter(owner=user).exists()
+
+
+def test_a_non_ascii_digit_in_upload_length_or_offset_is_400(live_server, user):
+    post = create(live_server, user, 1, **{"Upload-Length": "\u00b2"})
+    url, dataset_id = created(live_server, user, 100)
+    patched = patch(url, user, 0, b"a,b\r\n", **{"Upload-Offset": "\u00b9"})
+    assert Dataset.objects.get(id=dataset_id).bytes_received == 0
+    for answer in (post, patched):
+        assert answer.status_code == 400, answer.text
+        assert error_code(answer) == "tus_header"
 
 
 # --- 5. HEAD ------------------------------------------------------------------------------
@@ -335,6 +363,62 @@ def test_patch_past_upload_length_is_400(live_server, user):
     assert offset_of(url, user) == 5
     dataset = Dataset.objects.get(id=dataset_id)
     assert (dataset.status, dataset.bytes_received) == ("uploading", 5)
+
+
+def test_patch_of_a_completed_upload(live_server, user):
+    url, dataset_id = created(live_server, user, 5)
+    empty = patch(url, user, 0, b"")  # an empty chunk is fine, and changes nothing
+    assert empty.status_code == 204, empty.text
+    assert empty.headers["Upload-Offset"] == "0"
+    assert patch(url, user, 0, b"a,b\r\n").status_code == 204
+    assert Dataset.objects.get(id=dataset_id).status == "pending"
+    again = patch(url, user, 5, b"")  # a client repeating its last, empty, PATCH
+    assert again.status_code == 204, again.text
+    assert again.headers["Upload-Offset"] == "5"
+    for offset, body in ((5, b"x"), (0, b"a")):
+        answer = patch(url, user, offset, body)
+        assert answer.status_code == 409, answer.text
+        assert error_code(answer) == "offset_mismatch"
+    dataset = Dataset.objects.get(id=dataset_id)
+    assert (dataset.status, dataset.bytes_received) == ("pending", 5)
+
+
+def test_two_patches_at_one_offset_append_once(live_server, user):
+    """One request appends at a time: the second waits for the first's lease, then finds
+    the offset moved (409)."""
+    data = to_csv(tricky_rows(1000))
+    url, dataset_id = created(live_server, user, len(data))
+    parts = urlsplit(url)
+    first = data[:20_000]
+    request = (
+        f"PATCH {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Token {user.auth_token.key}\r\nTus-Resumable: {TUS}\r\n"
+        f"Upload-Offset: 0\r\nContent-Type: {CHUNK_TYPE}\r\n"
+        f"Content-Length: {len(first)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(address(url), timeout=TIMEOUT) as sock:
+        sock.sendall(request + first[:100])  # holds the lease, body not all sent
+        wait_until(
+            lambda: Dataset.objects.get(id=dataset_id).resumable.lease_token is not None,
+            timeout=10,
+            what="the first PATCH holds the lease",
+        )
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(patch, url, user, 0, data[:30_000])
+            time.sleep(0.5)
+            assert not second.done()  # waiting for the lease
+            sock.sendall(first[100:])
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 204"), reply[:200]
+            assert b"Upload-Offset: 20000\r\n" in reply
+            conflict = second.result(timeout=TIMEOUT)
+    assert conflict.status_code == 409, conflict.text
+    assert error_code(conflict) == "offset_mismatch"
+    assert offset_of(url, user) == 20_000
+    assert patch(url, user, 20_000, data[20_000:]).status_code == 204
+    assert Dataset.objects.get(id=dataset_id).status == "pending"
 
 
 # --- 7. odd chunks, then ingest -----------------------------------------------------------
@@ -436,12 +520,6 @@ def test_creation_with_upload_takes_the_first_chunk(live_server, user):
     assert Dataset.objects.get(id=dataset_id).status == "pending"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="creation-with-upload validates the chunk's Content-Type / Upload-Checksum "
-    "only after upload_create: the refused POST leaves an orphan 'uploading' dataset "
-    "(no Location given, counts against quota and CSVAULT_MAX_ACTIVE_DATASETS)",
-)
 @pytest.mark.parametrize(
     ("extra", "status"),
     [
@@ -580,12 +658,6 @@ def test_a_binary_file_is_refused_with_its_first_chunk(live_server, user, api, c
     assert api.get(f"/api/datasets/{dataset_id}/").status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resumable._append sniffs only the chunk that starts at offset 0: a 1-byte "
-    "first chunk lets a PNG (or NUL bytes within the first 8 KiB) through, which a "
-    "multipart upload (HEAD_BYTES) refuses",
-)
 def test_a_binary_file_sent_one_byte_first_is_refused_too(live_server, user):
     url, dataset_id = created(live_server, user, len(PNG))
     assert patch(url, user, 0, PNG[:1]).status_code == 204
@@ -611,7 +683,7 @@ def _dropped_patch(url: str, user: Any, offset: int, declared: int, body: bytes)
         f"Content-Length: {declared}\r\n"
         "\r\n"
     ).encode()
-    with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
+    with socket.create_connection(address(url), timeout=TIMEOUT) as sock:
         sock.sendall(request + body)
         time.sleep(0.3)  # let the server read what was sent
 
@@ -681,3 +753,20 @@ def test_a_file_past_one_part_on_s3_goes_multipart(live_server, user, s3):
     assert stored_names() == {key}
     scan_and_ingest(dataset_id)
     assert [values for _, values in stored_rows(dataset_id)] == rows
+
+
+def test_a_checksum_mismatch_on_s3_leaves_no_multipart_upload_behind(live_server, user, s3):
+    data = to_csv(tricky_rows(150_000))
+    assert len(data) > (8 << 20) + 1_000_000
+    url, dataset_id = created(live_server, user, len(data))
+    key = f"datasets/{dataset_id}.csvf"
+    first = 5_000_000
+    assert patch(url, user, 0, data[:first]).status_code == 204
+    rest = data[first:]  # fills part 1 (8 MiB) on the way, then fails its checksum
+    wrong = patch(url, user, first, rest, **{"Upload-Checksum": sha1_header(b"")})
+    assert wrong.status_code == 460, wrong.text
+    assert offset_of(url, user) == first
+    right = patch(url, user, first, rest, **{"Upload-Checksum": sha1_header(rest)})
+    assert right.status_code == 204, right.text
+    assert Dataset.objects.get(id=dataset_id).status == "pending"
+    assert stored_names() == {key}
