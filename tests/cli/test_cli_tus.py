@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -202,3 +206,80 @@ def test_a_tus_error_answer_exits_2_with_the_servers_message(live_server, user, 
     result = upload(live_server, user, state, str(source), "--tus", "--quiet")
     assert result.returncode == 2
     assert "HTTP 415 not_csv" in result.stderr
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the live server that cuts the first PATCH's connection
+    (both ways) once ``cut_after`` bytes of it went through: a connection dropped
+    mid-chunk, for real."""
+
+    def __init__(self, target: tuple[str, int], cut_after: int) -> None:
+        self.target, self.cut_after = target, cut_after
+        self.cuts_left = 1
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://localhost:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, request: bool) -> None:
+        forwarded, limit = 0, None
+        try:
+            while data := src.recv(65536):
+                if request and forwarded == 0 and data.startswith(b"PATCH"):
+                    with self.lock:
+                        if self.cuts_left:
+                            self.cuts_left -= 1
+                            limit = self.cut_after
+                if limit is not None and forwarded + len(data) >= limit:
+                    dst.sendall(data[: limit - forwarded])
+                    break
+                dst.sendall(data)
+                forwarded += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset(
+    live_server, user, big_file, big_rows, state
+):
+    parts = urlsplit(live_server.url)
+    proxy = CuttingProxy((parts.hostname or "localhost", parts.port or 80), cut_after=3 << 20)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "csvault.cli", "upload", str(big_file), "--quiet"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "CSVAULT_URL": proxy.url,
+                "CSVAULT_TOKEN": user.auth_token.key,
+                "CSVAULT_UPLOAD_STATE": str(state),
+            },
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        proxy.close()
+    assert proxy.cuts_left == 0
+    assert result.returncode == 0, result.stderr
+    assert "retrying in 1 s" in result.stderr
+    ingest_exact(result.stdout.splitlines()[0], big_rows)
