@@ -24,7 +24,7 @@ import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 TUS_VERSION = "1.0.0"
 #: Files from this size up go resumable unless ``--no-tus``.
@@ -233,7 +233,10 @@ class TusUpload:
         location = response.getheader("Location")
         if not location:
             raise TusFailed("the server created the upload but sent no Location")
-        url = urljoin(created, location)
+        # Chunks (and the token) go to the server we were given, whatever origin the
+        # Location names (a proxy may make it http:// or an inner host name).
+        named = urlsplit(urljoin(created, location))
+        url = urlunsplit(urlsplit(created)._replace(path=named.path, query=named.query))
         entry: dict[str, Any] = {"url": url, "file": str(self.path), "size": self.size}
         if expires := response.getheader("Upload-Expires"):
             with contextlib.suppress(TypeError, ValueError):
