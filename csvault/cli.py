@@ -9,7 +9,9 @@
 
 Only the standard library: the file is streamed from disk (never read into memory)
 in a multipart body whose length is computed beforehand, with a progress line on
-stderr; ``--watch`` follows the dataset's Server-Sent Events until a final status.
+stderr; files of 8 MiB and more go as a resumable tus upload instead (csvault/cli_tus.py:
+run the same command again after an interruption to resume). ``--watch`` follows the
+dataset's Server-Sent Events until a final status.
 Exit status: 0 success, 1 the dataset failed or was rejected (the error is printed),
 2 usage or connection problems or an error answer from the server.
 """
@@ -28,6 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urlsplit
+
+from csvault import cli_tus
 
 CHUNK = 1 << 20
 FINAL = {"completed", "failed", "rejected", "cancelled"}
@@ -248,10 +252,21 @@ def cmd_upload(args: argparse.Namespace) -> int:
     fields = {"has_header": "false" if args.no_header else "true", "delimiter": args.delimiter}
     if args.name:
         fields["name"] = args.name
-    dataset = client.upload(path, fields, progress=not args.quiet)
-    print(dataset["id"])
+    resumable = args.tus if args.tus is not None else path.stat().st_size >= cli_tus.THRESHOLD
+    if resumable:
+        metadata = {"filename": path.name, **fields}
+        upload = cli_tus.TusUpload(
+            args.url, client._headers(), path, metadata, progress=not args.quiet
+        )
+        try:
+            dataset_id = upload.run()
+        except cli_tus.TusFailed as exc:
+            raise CliError(str(exc)) from None
+    else:
+        dataset_id = client.upload(path, fields, progress=not args.quiet)["id"]
+    print(dataset_id)
     if args.watch:
-        return watch(client, dataset["id"])
+        return watch(client, dataset_id)
     return 0
 
 
@@ -308,6 +323,13 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--no-header", action="store_true", help="the first line is data")
     up.add_argument("--watch", action="store_true", help="follow the ingest until it is final")
     up.add_argument("--quiet", action="store_true", help="no upload progress line")
+    up.add_argument(
+        "--tus",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"resumable upload (default: files of {cli_tus.THRESHOLD >> 20} MiB and more); "
+        "run again after an interruption to resume",
+    )
     up.set_defaults(func=cmd_upload)
 
     status = sub.add_parser("status", help="show a dataset (or follow it with --watch)")
