@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils.http import http_date
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,6 +50,7 @@ def _http_date(value: Any) -> str:
     return http_date(value.timestamp())
 
 
+@extend_schema(exclude=True)  # tus is described by its protocol (docs/api.md), not OpenAPI
 class _TusView(APIView):
     """Shared: method override, version check, Tus-Resumable on every answer."""
 
