@@ -65,6 +65,26 @@ def translated(missing: str | None = None) -> Iterator[None]:
         raise unavailable() from exc
 
 
+def _upload_part(
+    client: Any,
+    bucket: str,
+    key: str,
+    upload_id: str | None,
+    parts: list[dict[str, Any]],
+    body: Any,
+) -> str:
+    """Send ``body`` as the next part of the multipart upload ``upload_id`` (started here
+    when None), add it to ``parts``; returns the upload id."""
+    target = {"Bucket": bucket, "Key": key}
+    with translated():
+        if upload_id is None:
+            upload_id = str(client.create_multipart_upload(**target)["UploadId"])
+        number = len(parts) + 1
+        sent = client.upload_part(**target, UploadId=upload_id, PartNumber=number, Body=body)
+    parts.append({"ETag": sent["ETag"], "PartNumber": number})
+    return upload_id
+
+
 class S3Write:
     """A new object, sent part by part; invisible until :meth:`commit`."""
 
@@ -87,15 +107,9 @@ class S3Write:
         return body
 
     def _send_part(self) -> None:
-        target = {"Bucket": self.bucket, "Key": self.key}
-        with translated():
-            if self.upload_id is None:
-                self.upload_id = self.client.create_multipart_upload(**target)["UploadId"]
-            number = len(self.parts) + 1
-            sent = self.client.upload_part(
-                **target, UploadId=self.upload_id, PartNumber=number, Body=self._body()
-            )
-        self.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+        self.upload_id = _upload_part(
+            self.client, self.bucket, self.key, self.upload_id, self.parts, self._body()
+        )
 
     def commit(self) -> None:
         target = {"Bucket": self.bucket, "Key": self.key}
@@ -160,15 +174,9 @@ class S3Resumable:
             self._send_part()
 
     def _send_part(self) -> None:
-        target = {"Bucket": self.bucket, "Key": self.key}
-        with translated():
-            if self.upload_id is None:
-                self.upload_id = self.client.create_multipart_upload(**target)["UploadId"]
-            number = len(self.parts) + 1
-            sent = self.client.upload_part(
-                **target, UploadId=self.upload_id, PartNumber=number, Body=bytes(self.buffer)
-            )
-        self.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+        self.upload_id = _upload_part(
+            self.client, self.bucket, self.key, self.upload_id, self.parts, bytes(self.buffer)
+        )
         self.buffer = bytearray()
 
     def checkpoint(self) -> dict[str, Any]:
