@@ -36,14 +36,12 @@ from csvault.core.filenames import upload_filename
 from csvault.core.storage import dataset_storage
 from csvault.crypto.keyring import new_data_key
 from csvault.crypto.stream import SEGMENT_SIZE, SegmentSealer, open_tail, seal_tail
-from csvault.csvio.errors import CsvDataError
-from csvault.csvio.limits import check_delimiter
 from csvault.csvio.sniff import not_text_reason
 from csvault.datasets.cache import owner_list_changed
 from csvault.datasets.keys import dataset_data_key, get_keyring
 from csvault.datasets.models import Dataset, DatasetStatus, ResumableUpload
 from csvault.datasets.quotas import quota_check
-from csvault.datasets.services import dataset_delete, scan_later
+from csvault.datasets.services import dataset_delete, delimiter_check, scan_later
 from csvault.datasets.update import dataset_update
 from csvault.datasets.uploads import HEAD_BYTES, storage_key, too_large
 
@@ -99,10 +97,7 @@ def upload_create(
         raise too_large(limit)
     if length == 0:
         raise UploadRejected("The file is empty.", code="empty_file")
-    try:
-        check_delimiter(delimiter)
-    except CsvDataError as exc:
-        raise UploadRejected(exc.message, code=exc.code) from None
+    delimiter_check(delimiter)
     dataset_id = uuid.uuid4()
     data_key = new_data_key()
     key_id, wrapped = get_keyring().wrap(data_key)

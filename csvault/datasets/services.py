@@ -30,11 +30,16 @@ from csvault.pipeline.tasks import purge_dataset, scan_dataset
 logger = logging.getLogger(__name__)
 
 
-def _check_upload(upload: EncryptedUpload, delimiter: str) -> None:
+def delimiter_check(delimiter: str) -> None:
+    """An upload's delimiter, by csvio's rule; UploadRejected (400) otherwise."""
     try:
         check_delimiter(delimiter)
     except CsvDataError as exc:
         raise UploadRejected(exc.message, code=exc.code) from None
+
+
+def _check_upload(upload: EncryptedUpload, delimiter: str) -> None:
+    delimiter_check(delimiter)
     if upload.size == 0:
         raise UploadRejected("The file is empty.", code="empty_file")
     reason = not_text_reason(upload.head)

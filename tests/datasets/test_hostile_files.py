@@ -232,11 +232,6 @@ def temp_files() -> set[Path]:
     return set(Path(django_settings.FILE_UPLOAD_TEMP_DIR).iterdir())
 
 
-def stored_files() -> set[str]:
-    """The store's files and unfinished uploads, local or S3."""
-    return stored_names()
-
-
 def post_file(client: APIClient, content: bytes, filename: str, content_type: str) -> Any:
     return client.post(
         URL, {"file": SimpleUploadedFile(filename, content, content_type)}, format="multipart"
@@ -257,7 +252,7 @@ def assert_json_error(response: Any, status: int, code: str | None = None) -> di
 def assert_nothing_stored(before_temp: set[Path], before_stored: set[str]) -> None:
     assert not Dataset.objects.exists()
     assert temp_files() == before_temp
-    assert stored_files() == before_stored
+    assert stored_names() == before_stored
 
 
 # A normal file that breaks every limit the table lowers (6 columns, 4 rows, a 250-character
@@ -309,7 +304,7 @@ def test_a_hostile_file_is_refused_or_fails_clearly(api, settings, case: Case):
     defaults = {name: getattr(django_settings, name) for name in case.settings}
     for name, value in case.settings.items():
         setattr(settings, name, value)
-    before_temp, before_stored = temp_files(), stored_files()
+    before_temp, before_stored = temp_files(), stored_names()
     response = post_file(api, case.content, case.filename, case.content_type)
     assert response.status_code < 500, response.content
     if isinstance(case.expect, Refused):
@@ -329,7 +324,7 @@ def test_a_hostile_file_is_refused_or_fails_clearly(api, settings, case: Case):
 def test_two_files_in_one_request_are_refused(api):
     one, two = io.BytesIO(b"a\n1\n"), io.BytesIO(b"a\n2\n")
     one.name, two.name = "one.csv", "two.csv"
-    before = temp_files(), stored_files()
+    before = temp_files(), stored_names()
     response = api.post(URL, {"file": [one, two]}, format="multipart")
     assert_json_error(response, 400, "one_file_expected")
     assert_nothing_stored(*before)
@@ -339,7 +334,7 @@ def test_two_files_in_one_request_are_refused(api):
 def test_a_second_file_in_another_field_is_refused(api):
     one, two = io.BytesIO(b"a\n1\n"), io.BytesIO(b"a\n2\n")
     one.name, two.name = "one.csv", "two.csv"
-    before = temp_files(), stored_files()
+    before = temp_files(), stored_names()
     response = api.post(URL, {"file": one, "attachment": two}, format="multipart")
     assert_json_error(response, 400, "one_file_expected")
     assert_nothing_stored(*before)
@@ -392,7 +387,7 @@ GOOD_BODY = multipart(b"BOUNDARY", [("file", "data.csv", b"a,b\n1,2\n3,4\n")])
     ],
 )
 def test_malformed_multipart_gets_a_json_4xx_and_stores_nothing(api, content_type, body):
-    before = temp_files(), stored_files()
+    before = temp_files(), stored_names()
     response = api.generic("POST", URL, data=body, content_type=content_type)
     assert 400 <= response.status_code < 500, response.content
     assert_json_error(response, response.status_code)
@@ -622,7 +617,7 @@ BIG = 64 * 1024 * 1024  # far more than any socket buffer holds
 def test_an_honest_content_length_over_the_limit_is_refused_before_the_body_is_read(
     live_server, api, user, small_limit
 ):
-    before = temp_files(), stored_files()
+    before = temp_files(), stored_names()
     pieces, total = file_body(BIG, b"1,2\n" * 16384)
     response = raw_post(live_server, user.auth_token.key, pieces, content_length=total)
     assert response.status == 413
@@ -638,7 +633,7 @@ def test_a_content_length_that_understates_the_body_still_gets_413(
     live_server, api, user, small_limit, claimed_over
 ):
     """Content-Length says "just under the limit plus framing"; the file goes on and on."""
-    before = temp_files(), stored_files()
+    before = temp_files(), stored_names()
     pieces, _ = file_body(BIG, b"1,2\n" * 16384)
     response = raw_post(
         live_server, user.auth_token.key, pieces, content_length=small_limit + claimed_over
@@ -651,7 +646,7 @@ def test_a_content_length_that_understates_the_body_still_gets_413(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_content_length_far_below_the_body_is_a_truncated_body(live_server, api, user):
-    before = temp_files(), stored_files()
+    before = temp_files(), stored_names()
     pieces, _ = file_body(BIG, b"1,2\n" * 16384)
     response = raw_post(live_server, user.auth_token.key, pieces, content_length=300)
     assert 400 <= response.status < 500
@@ -663,7 +658,7 @@ def test_a_content_length_far_below_the_body_is_a_truncated_body(live_server, ap
 @pytest.mark.django_db(transaction=True)
 def test_a_body_without_content_length_is_refused_unread(live_server, api, user, small_limit):
     """Chunked: Django reads no body without a Content-Length, so none is ever stored."""
-    before = temp_files(), stored_files()
+    before = temp_files(), stored_names()
     pieces, total = file_body(BIG, b"1,2\n" * 16384)
     response = raw_post(live_server, user.auth_token.key, pieces, content_length=None)
     assert response.status == 411
