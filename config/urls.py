@@ -32,6 +32,11 @@ urlpatterns = [
         "api/datasets/<uuid:dataset_id>/rows/", apis.DatasetRowsApi.as_view(), name="dataset-rows"
     ),
     path(
+        "api/datasets/<uuid:dataset_id>/profile/",
+        apis.DatasetProfileApi.as_view(),
+        name="dataset-profile",
+    ),
+    path(
         "api/datasets/<uuid:dataset_id>/events/",
         apis.DatasetEventsApi.as_view(),
         name="dataset-events",

@@ -35,6 +35,7 @@ from csvault.csvio.blocks import (
     grid_block,
 )
 from csvault.csvio.limits import CsvLimits
+from csvault.csvio.transcode import Undecodable
 
 # A directory holding another build of the C parser to use instead of the one in the
 # package (scripts/c-sanitize.sh's sanitizer build); it must load from there.
@@ -114,6 +115,9 @@ class FastBlocks:
         self._block_rows = block_rows
         self._block_bytes = block_bytes
         self._started = False
+        # The chunks stopped with Undecodable (a transcoded file): decline after the
+        # rows before it.
+        self._broken = False
 
     def _more(self) -> None:
         """Append the next ~1 MiB of text to what is left, or mark the end."""
@@ -121,14 +125,17 @@ class FastBlocks:
         size = len(parts[0])
         # The first read holds at least the length of a byte order mark.
         enough = _READ_BYTES if self._started else max(_READ_BYTES, len(codecs.BOM_UTF8))
-        for chunk in self._chunks:
-            self.bytes_consumed += len(chunk)
-            parts.append(bytes(chunk))
-            size += len(parts[-1])
-            if size >= enough:
-                break
-        else:
-            self._final = True
+        try:
+            for chunk in self._chunks:
+                self.bytes_consumed += len(chunk)
+                parts.append(bytes(chunk))
+                size += len(parts[-1])
+                if size >= enough:
+                    break
+            else:
+                self._final = True
+        except Undecodable:
+            self._broken = True
         self._buf, self._pos = b"".join(parts), 0
         if not self._started:
             self._started = True
@@ -164,7 +171,7 @@ class FastBlocks:
             blocks, _, rows, status = self._parse(1)
             if rows:
                 return blocks[0] == grid_block([columns])
-            if status != _MORE or self._too_long():
+            if status != _MORE or self._too_long() or self._broken:
                 return False
             self._more()
         return False
@@ -201,7 +208,7 @@ class FastBlocks:
                 break
             if out or max_rows <= 0 or self.rows_done >= self._limits.max_rows:
                 break
-            if self._too_long():
+            if self._too_long() or self._broken:
                 self.declined = True
                 break
             self._more()
@@ -220,7 +227,8 @@ def open_fast_blocks(
     limits: CsvLimits,
 ) -> FastBlocks | None:
     """The fast path over a file whose header the reference reader has read as
-    ``columns``; None when it cannot serve this file (not built, not UTF-8, a
+    ``columns``; None when it cannot serve this file (not built, not UTF-8 (hand it
+    csvault.csvio.transcode.Utf8Chunks of another encoding, as ``"utf-8"``), a
     delimiter outside ASCII, limits outside the parser's range, or a header it reads
     differently)."""
     if _csvblocks is None or encoding != "utf-8" or not 0 < ord(delimiter) < 128:

@@ -15,16 +15,34 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
+from csvault.csvio.detect import bom_of
 from csvault.csvio.errors import CsvDataError, SourceError
 from csvault.csvio.limits import CsvLimits
-from csvault.csvio.sniff import UTF16_SNIFF_BYTES, UTF16_WITHOUT_BOM, bom_encoding, looks_like_utf16
+from csvault.csvio.sniff import UTF16_SNIFF_BYTES, UTF16_WITHOUT_BOM, looks_like_utf16
 
 _Decoder = Callable[[bytes, str, bool], tuple[str, int]]
 _DECODERS: dict[str, _Decoder] = {
     "utf-8": codecs.utf_8_decode,
     "utf-16-le": codecs.utf_16_le_decode,
     "utf-16-be": codecs.utf_16_be_decode,
+    "utf-32-le": codecs.utf_32_le_decode,
+    "utf-32-be": codecs.utf_32_be_decode,
 }
+
+
+def _decoder(encoding: str) -> _Decoder:
+    """``(buffer, errors, final) -> (text, bytes used)`` for ``encoding``: the Unicode
+    codecs' own functions, or a single-byte codec (which never holds a byte back)."""
+    if encoding in _DECODERS:
+        return _DECODERS[encoding]
+    decode = codecs.lookup(encoding).decode
+
+    def single_byte(buf: bytes, errors: str, final: bool) -> tuple[str, int]:
+        return decode(buf, errors)
+
+    return single_byte
+
+
 # Decoded texts shorter than this are merged in the window of recent text.
 _SMALL_TEXT = 8192
 # Characters str.splitlines() breaks on but csv does not treat as line ends;
@@ -95,7 +113,13 @@ class LineSource:
     every decoded buffer is known.
     """
 
-    def __init__(self, chunks: Iterable[bytes], limits: CsvLimits, delimiter: str = ",") -> None:
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        limits: CsvLimits,
+        delimiter: str = ",",
+        encoding: str | None = None,
+    ) -> None:
         self.bytes_consumed = 0
         self.lines_emitted = 0
         self._chunks = iter(chunks)
@@ -115,19 +139,26 @@ class LineSource:
         self._recent_keep = 2 * limits.max_field_bytes + 2
 
         head = self._read_head()
-        found = bom_encoding(head)
-        if found is not None:
+        found = bom_of(head)
+        if encoding is not None:
+            # Given (or detected before): a byte order mark of that encoding is dropped.
+            self.encoding = encoding
+            skip = found[1] if found is not None and found[0] == encoding else 0
+        elif found is not None and found[0] in ("utf-8", "utf-16-le", "utf-16-be"):
             self.encoding, skip = found
         elif looks_like_utf16(head):
             raise CsvDataError("utf16_without_bom", UTF16_WITHOUT_BOM)
         else:
             self.encoding, skip = "utf-8", 0
-        self._decode = _DECODERS[self.encoding]
-        # Stray-quote scan (UTF-8 only): see _stray_quote.
+        self._decode = _decoder(self.encoding)
+        # Stray-quote scan (UTF-8 and single-byte encodings, where a quote, the
+        # delimiter and the line ends are single ASCII bytes): see _stray_quote.
         self._delimiter = delimiter
         self._quote_table = (
             _quote_class_table(delimiter)
-            if self.encoding == "utf-8" and len(delimiter.encode()) == 1
+            if self.encoding not in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+            and len(delimiter.encode()) == 1
+            and ord(delimiter) < 128
             else None
         )
         self._quote_tail = b""
@@ -184,14 +215,20 @@ class LineSource:
         except UnicodeDecodeError as exc:
             text, _ = self._decode(buf[: exc.start], "strict", False)
             lines = self._checked_lines(text, base, final=False)
-            code = "invalid_utf8" if self.encoding == "utf-8" else "invalid_utf16"
+            code = (
+                "invalid_utf8"
+                if self.encoding == "utf-8"
+                else "invalid_utf16"
+                if self.encoding.startswith("utf-16")
+                else "invalid_encoding"
+            )
             return self._fail(lines, code, base + exc.start), exc.start
         if self._quote_table is not None:
             stray = self._stray_quote(buf, used)
             if stray is not None:
                 position, column = stray
                 lines = self._checked_lines(
-                    buf[: max(position, 0)].decode("utf-8"), base, final=False
+                    buf[: max(position, 0)].decode(self.encoding), base, final=False
                 )
                 return self._fail(lines, "stray_quote", base + position, column=column), used
         return self._checked_lines(text, base, final=final), used
@@ -226,14 +263,15 @@ class LineSource:
             quote = k + 1 - len(tail)  # -1: the last byte of the previous buffer
             carried = "".join(self._carry)
             line_start = max(buf.rfind(b"\n", 0, max(quote, 0)), buf.rfind(b"\r", 0, max(quote, 0)))
+            encoding = self.encoding
             if line_start >= 0:
-                prefix = buf[line_start + 1 : quote].decode("utf-8")
+                prefix = buf[line_start + 1 : quote].decode(encoding)
             elif quote < 0:
                 prefix = carried[:-1]
             elif carried.endswith("\r"):
-                prefix = buf[:quote].decode("utf-8")
+                prefix = buf[:quote].decode(encoding)
             else:
-                prefix = carried + buf[:quote].decode("utf-8")
+                prefix = carried + buf[:quote].decode(encoding)
             column = _unquoted_field_at_end(prefix, self._delimiter)
             if column is not None:
                 return quote, column

@@ -9,10 +9,10 @@ column, physical line, byte offset).
 
 Format rules (the documented behaviour the rest of csvault relies on):
 
-* Encoding: UTF-8, strictly; a UTF-8 byte order mark is dropped. A file that
-  starts with a UTF-16 LE/BE byte order mark is read as UTF-16. A file that
-  looks like UTF-16 without a byte order mark is refused. Any NUL character is
-  refused.
+* Encoding: the one given to :func:`open_csv` (csvault/csvio/detect.py detects it
+  before the ingest), strictly; its byte order mark is dropped. Without one: UTF-8,
+  or UTF-16 LE/BE after a byte order mark; a file that looks like UTF-16 without a
+  byte order mark is refused. Any NUL character is refused.
 * Syntax: what :func:`csv.reader` accepts with ``strict=True`` and the default
   double-quote escaping, plus RFC 4180's rule that a value containing a quote
   must be quoted: a quote inside an unquoted value (``a,b"c,d``, or ``1, "x"``
@@ -28,10 +28,14 @@ Format rules (the documented behaviour the rest of csvault relies on):
   a row). Blank lines inside a quoted value are part of the value.
 * Values are returned exactly as written: no trimming, no type conversion,
   empty strings kept, line breaks inside quoted values kept verbatim.
-* Header: the first non-blank row. Its names must be non-blank and unique
-  (compared exactly); they are kept exactly. A header-only file has no rows.
-  With ``has_header=False`` the columns are named ``column_1`` ... and the
-  first row is data row 1.
+* Header: the first non-blank row. Its names must be non-blank; they are kept
+  exactly, except for two spreadsheet habits, tolerated and recorded in
+  ``CsvStream.warnings``: empty names at the end of the header are dropped with
+  their columns (a value in such a column is an error, ``value_in_unnamed_column``;
+  rows may stop before those columns), and a repeated name gets a suffix (``_2``,
+  ``_3``... the first free one). A header-only file has no rows. With
+  ``has_header=False`` the columns are named ``column_1`` ... and the first row is
+  data row 1.
 * Every data row must have as many fields as the header.
 
 Numbering in errors: ``row`` is the 1-based data row (1 = the first row after
@@ -81,12 +85,17 @@ class CsvStream:
         delimiter: str = ",",
         has_header: bool = True,
         limits: CsvLimits = DEFAULT_LIMITS,
+        encoding: str | None = None,
     ) -> None:
         check_delimiter(delimiter)
         self._limits = limits
         self._has_header = has_header
         self._delimiter = delimiter
-        self._source = LineSource(chunks, limits, delimiter)
+        # Spreadsheet habits tolerated (see read_header): each as {"code", "message", ...}.
+        self.warnings: list[dict[str, object]] = []
+        # Empty-named columns at the end of the header, dropped (their values must be empty).
+        self._dropped = 0
+        self._source = LineSource(chunks, limits, delimiter, encoding)
         self.encoding = self._source.encoding
         # Process-global; the C reader reads it as it parses, so set it per open.
         csv.field_size_limit(limits.max_field_bytes)
@@ -96,12 +105,20 @@ class CsvStream:
             strict=True,
         )
         self._first_row: list[str] | None = None
+        #: The header row as the file has it (before names are made unique, and with
+        #: any dropped empty columns), for the fast path's check that it reads the same.
+        self.header_as_read: list[str] = []
         self.columns = self._read_header()
         # State of read_rows(): data rows returned, the problem that ended the
         # file (raised once the rows before it are returned), whether it ended.
         self._count = 0
         self._problem: CsvDataError | None = None
         self._done = False
+
+    @property
+    def dropped_columns(self) -> int:
+        """Empty-named columns dropped from the end of the header (see _header_names)."""
+        return self._dropped
 
     @property
     def bytes_consumed(self) -> int:
@@ -147,7 +164,11 @@ class CsvStream:
             except (csv.Error, SourceError) as exc:
                 failure = exc
             problem = None
-            if set(map(len, raw)) <= expected and self._count + len(raw) <= max_rows:
+            if (
+                set(map(len, raw)) <= expected
+                and self._count + len(raw) <= max_rows
+                and not self._dropped
+            ):
                 good = raw
             else:
                 good, problem = self._scan_slowly(raw, start_line, self._count)
@@ -179,6 +200,7 @@ class CsvStream:
         the data rows before it.
         """
         width = len(self.columns)
+        widest = width + self._dropped
         max_rows = self._limits.max_rows
         good: list[list[str]] = []
         line = start_line
@@ -188,7 +210,12 @@ class CsvStream:
             if len(row) != width:
                 if not row:
                     continue  # a blank line
-                return good, self._ragged(row, count + 1, row_line)
+                if not width < len(row) <= widest:
+                    return good, self._ragged(row, count + 1, row_line)
+                extra = next((i for i, value in enumerate(row[width:]) if value), None)
+                if extra is not None:
+                    return good, self._unnamed_value(count + 1, row_line, width + extra + 1)
+                row = row[:width]
             count += 1
             if count > max_rows:
                 return good, self._too_many_rows(count, row_line)
@@ -225,30 +252,73 @@ class CsvStream:
                 column=self._limits.max_columns + 1,
                 line=line,
             )
+        self.header_as_read = first
         if not self._has_header:
             self._first_row = first
             return [f"column_{i}" for i in range(1, len(first) + 1)]
-        seen: dict[str, int] = {}
-        for column, name in enumerate(first, start=1):
+        return self._header_names(first, line)
+
+    def _header_names(self, first: list[str], line: int) -> list[str]:
+        """The column names of a header row, with two spreadsheet habits tolerated (and
+        recorded in :attr:`warnings`): empty-named columns at the end are dropped (every
+        value in them must be empty: read_rows checks), and a repeated name gets a
+        suffix (``name_2``, ``name_3``...). Any other empty name is an error."""
+        kept = len(first)
+        while kept > 1 and not first[kept - 1].strip():
+            kept -= 1
+        for column, name in enumerate(first[:kept], start=1):
             if not name.strip():
+                # Names stay out of errors: errors are stored in clear, names encrypted.
                 raise CsvDataError(
                     "empty_header",
-                    f"Column {column} of the header is empty.",
+                    f"Column {column} of the header is empty; give it a name.",
                     column=column,
                     line=line,
                 )
-            if name in seen:
-                raise CsvDataError(
-                    "duplicate_header",
-                    # The name itself stays out: errors are stored in clear, the
-                    # header only encrypted.
-                    f"Columns {seen[name]} and {column} of the header have the same name; "
-                    "header names must be unique.",
-                    column=column,
-                    line=line,
-                )
-            seen[name] = column
-        return first
+        if kept < len(first):
+            self._dropped = len(first) - kept
+            self.warnings.append(
+                {
+                    "code": "empty_columns_dropped",
+                    "message": f"The header ends with {self._dropped} column"
+                    f"{'s' if self._dropped > 1 else ''} without a name and without "
+                    "values; dropped.",
+                    "columns": list(range(kept + 1, len(first) + 1)),
+                }
+            )
+        names: list[str] = []
+        taken = set(first[:kept])
+        first_seen: dict[str, int] = {}
+        renamed: list[dict[str, object]] = []
+        for column, name in enumerate(first[:kept], start=1):
+            if name not in first_seen:
+                first_seen[name] = column
+                names.append(name)
+                continue
+            suffix = 2
+            while f"{name}_{suffix}" in taken:
+                suffix += 1
+            unique = f"{name}_{suffix}"
+            taken.add(unique)
+            names.append(unique)
+            renamed.append(
+                {"column": column, "name": name, "renamed": unique, "same_as": first_seen[name]}
+            )
+        if renamed:
+            described = "; ".join(
+                f"column {r['column']} ({r['name']!r}, like column {r['same_as']}) "
+                f"is now {r['renamed']!r}"
+                for r in renamed[:10]
+            )
+            more = f" and {len(renamed) - 10} more" if len(renamed) > 10 else ""
+            self.warnings.append(
+                {
+                    "code": "duplicate_header",
+                    "message": f"Repeated header names made unique: {described}{more}.",
+                    "columns": renamed,
+                }
+            )
+        return names
 
     def _row_line(self, row: list[str]) -> int:
         """The line a just-parsed row starts on (the reader counts up to its end)."""
@@ -263,6 +333,16 @@ class CsvStream:
             f"expected {width} like {like}.",
             row=number,
             column=min(len(row), width) + 1,
+            line=line,
+        )
+
+    def _unnamed_value(self, number: int, line: int, column: int) -> CsvDataError:
+        return CsvDataError(
+            "value_in_unnamed_column",
+            f"Row {number} (line {line}) has a value in column {column}, which has no name "
+            "in the header. Name the column and upload the file again.",
+            row=number,
+            column=column,
             line=line,
         )
 
@@ -321,7 +401,11 @@ class CsvStream:
         place = f"line {line}, in the header" if row is None else f"line {line}, row {row}"
         messages = {
             "invalid_utf8": f"Invalid UTF-8 at byte offset {offset} ({place}). "
-            "Save the file as UTF-8 and upload it again.",
+            "Save the file as UTF-8, or upload it again with its encoding named "
+            "(for example encoding=windows-1252).",
+            "invalid_encoding": f"The bytes at byte offset {offset} ({place}) are not "
+            f"valid {self._source.encoding}. Upload the file again with its encoding named "
+            "(for example encoding=utf-8 or encoding=windows-1252).",
             "invalid_utf16": f"Invalid UTF-16 at byte offset {offset} ({place}).",
             "nul_byte": f"The file contains a NUL character at byte offset {offset} ({place}); "
             "it may be a binary file, or text in another encoding than UTF-8.",
@@ -342,11 +426,16 @@ def open_csv(
     delimiter: str = ",",
     has_header: bool = True,
     limits: CsvLimits = DEFAULT_LIMITS,
+    encoding: str | None = None,
 ) -> CsvStream:
     """Open a CSV file given as byte chunks; read its header (or first row) now.
 
-    Raises :class:`CsvDataError` for a bad delimiter, encoding or header, or a
-    problem in the first row; later problems are raised by ``read_rows``.
+    ``encoding`` is a canonical codec name (csvault.csvio.detect); None reads UTF-8, or
+    UTF-16 after its byte order mark. Raises :class:`CsvDataError` for a bad delimiter,
+    encoding or header, or a problem in the first row; later problems are raised by
+    ``read_rows``.
     Sets :func:`csv.field_size_limit` (process-wide) to ``limits.max_field_bytes``.
     """
-    return CsvStream(chunks, delimiter=delimiter, has_header=has_header, limits=limits)
+    return CsvStream(
+        chunks, delimiter=delimiter, has_header=has_header, limits=limits, encoding=encoding
+    )

@@ -69,9 +69,27 @@ def not_text_reason(head: bytes) -> str | None:
     for magic, kind in BINARY_MAGIC.items():
         if head.startswith(magic):
             return f"The file is not a CSV text file: it looks like {kind}."
-    # Text files have no NUL byte; UTF-16 (with a byte order mark) is the exception.
-    if b"\0" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        if looks_like_utf16(head):
-            return UTF16_WITHOUT_BOM
+    # Text files have no NUL byte; UTF-16 and UTF-32 text (csvault.csvio.detect tells
+    # them by a byte order mark or the pattern of their NULs) are the exception.
+    if (
+        b"\0" in head
+        and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        and not looks_like_utf16(head)
+        and utf32_order(head) is None
+    ):
         return "The file is not a CSV text file (it contains binary data)."
     return None
+
+
+def utf32_order(head: bytes) -> str | None:
+    """``"le"`` or ``"be"`` when three NULs go with every other byte in the order of
+    UTF-32 text (in at least half of the first 1,024 characters); None otherwise."""
+    sample = head[: min(len(head), 4096) // 4 * 4]
+    quads = [sample[i : i + 4] for i in range(0, len(sample), 4)]
+    if not quads:
+        return None
+    little = sum(1 for q in quads if q[0] and not any(q[1:]))
+    big = sum(1 for q in quads if q[3] and not any(q[:3]))
+    if 2 * max(little, big) < len(quads):
+        return None
+    return "le" if little >= big else "be"

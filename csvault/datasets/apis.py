@@ -32,12 +32,14 @@ from csvault.datasets.selectors import (
     dataset_get,
     dataset_list,
     dataset_list_page,
+    dataset_profile_get,
     dataset_progress,
     dataset_row_page,
 )
 from csvault.datasets.serializers import (
     DatasetSerializer,
     DatasetUploadSerializer,
+    ProfileSerializer,
     ProgressSerializer,
     RowPageSerializer,
     RowsQuerySerializer,
@@ -104,6 +106,7 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
                 name=data["name"],
                 has_header=data["has_header"],
                 delimiter=data["delimiter"],
+                encoding=data["encoding"],
                 idempotency_key=key,
             )
         except IdempotentReplay as replay:
@@ -207,6 +210,17 @@ class DatasetCancelApi(APIView):
         dataset = dataset_cancel(dataset=dataset)
         audit_record(AuditAction.CANCEL, request=request, dataset_id=dataset.id)
         return Response(DatasetSerializer(dataset).data)
+
+
+class DatasetProfileApi(APIView):
+    @extend_schema(
+        responses=ProfileSerializer,
+        description="Per column: inferred type, null count, min/max, distinct count and "
+        "examples, computed during the ingest (docs/api.md says the exact rules). "
+        "409 until the dataset is completed.",
+    )
+    def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
+        return Response(dataset_profile_get(owner=request.user, dataset_id=dataset_id))  # type: ignore[arg-type]
 
 
 class DatasetRowsApi(APIView):

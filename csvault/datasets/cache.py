@@ -22,7 +22,7 @@ from typing import Any
 from django.core.cache import cache
 
 from csvault.crypto.rows import RowCipher
-from csvault.datasets.keys import HEADER_ROW, get_keyring
+from csvault.datasets.keys import HEADER_ROW, WARNINGS_ROW, get_keyring, warnings_from
 from csvault.datasets.models import Dataset
 
 logger = logging.getLogger(__name__)
@@ -113,12 +113,16 @@ def owner_list_changed(owner_id: int) -> None:
 
 
 def seal_columns(dataset: Any) -> dict[str, str] | None:
+    """The header (and the warnings, once there are any) as their ciphertexts."""
     if not dataset.columns_ciphertext:
         return None
-    return {
+    sealed = {
         "ct": base64.b64encode(bytes(dataset.columns_ciphertext)).decode(),
         "key_id": dataset.key_id,
     }
+    if dataset.warnings_ciphertext:
+        sealed["w"] = base64.b64encode(bytes(dataset.warnings_ciphertext)).decode()
+    return sealed
 
 
 @functools.lru_cache(maxsize=1024)
@@ -153,7 +157,16 @@ def open_sealed(
     return cipher, cipher.decrypt(HEADER_ROW, base64.b64decode(sealed["ct"]))
 
 
-def open_columns(dataset_id: uuid.UUID | str, sealed: dict[str, str] | None) -> list[str]:
-    """The header names from their sealed form; [] if the dataset was deleted meanwhile."""
+def open_columns(
+    dataset_id: uuid.UUID | str, sealed: dict[str, str] | None
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header names and the warnings from their sealed form; both empty if the
+    dataset was deleted meanwhile."""
     opened = open_sealed(dataset_id, sealed)
-    return opened[1] if opened else []
+    if opened is None:
+        return [], []
+    cipher, columns = opened
+    warnings = sealed.get("w") if sealed else None
+    if not warnings:
+        return columns, []
+    return columns, warnings_from(cipher.decrypt(WARNINGS_ROW, base64.b64decode(warnings)))

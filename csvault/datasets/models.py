@@ -51,11 +51,20 @@ class Dataset(models.Model):
     size = models.BigIntegerField(help_text="Plaintext size of the uploaded file in bytes.")
     sha256 = models.CharField(max_length=64)
     has_header = models.BooleanField(default=True)
-    delimiter = models.CharField(max_length=1, default=",")
+    # Given with the upload, or "" until the scan detects it (csvault/csvio/detect.py).
+    delimiter = models.CharField(max_length=1, default=",", blank=True)
+    delimiter_detected = models.BooleanField(default=False)
+    # A canonical codec name (utf-8, utf-16-le, cp1252...); "" until detected.
+    encoding = models.CharField(max_length=32, default="", blank=True)
+    encoding_detected = models.BooleanField(default=False)
     status = models.CharField(
         max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.PENDING
     )
     columns_ciphertext = models.BinaryField(null=True, blank=True)
+    # Encrypted like the header (they hold header names and values): the spreadsheet
+    # habits tolerated, and the column profile; both written when the ingest completes.
+    warnings_ciphertext = models.BinaryField(null=True, blank=True)
+    profile_ciphertext = models.BinaryField(null=True, blank=True)
     column_count = models.IntegerField(null=True, blank=True)
     row_count = models.BigIntegerField(null=True, blank=True)
     rows_processed = models.BigIntegerField(default=0)

@@ -41,7 +41,7 @@ from csvault.datasets.cache import owner_list_changed
 from csvault.datasets.keys import dataset_data_key, get_keyring
 from csvault.datasets.models import Dataset, DatasetStatus, ResumableUpload
 from csvault.datasets.quotas import quota_check
-from csvault.datasets.services import dataset_delete, delimiter_check, scan_later
+from csvault.datasets.services import dataset_delete, format_options, scan_later
 from csvault.datasets.update import dataset_update
 from csvault.datasets.uploads import HEAD_BYTES, storage_key, too_large
 
@@ -88,7 +88,8 @@ def upload_create(
     length: int,
     filename: str,
     name: str = "",
-    delimiter: str = ",",
+    delimiter: str = "",
+    encoding: str = "",
     has_header: bool = True,
 ) -> Dataset:
     """A new dataset, ``uploading``, ready for ``length`` bytes of file."""
@@ -97,7 +98,7 @@ def upload_create(
         raise too_large(limit)
     if length == 0:
         raise UploadRejected("The file is empty.", code="empty_file")
-    delimiter_check(delimiter)
+    delimiter, encoding = format_options(delimiter, encoding)
     dataset_id = uuid.uuid4()
     data_key = new_data_key()
     key_id, wrapped = get_keyring().wrap(data_key)
@@ -121,6 +122,7 @@ def upload_create(
                 sha256="",
                 has_header=has_header,
                 delimiter=delimiter,
+                encoding=encoding,
                 key_id=key_id,
                 wrapped_key=wrapped,
                 status=DatasetStatus.UPLOADING,

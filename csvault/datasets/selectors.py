@@ -32,7 +32,7 @@ from csvault.datasets.cache import (
     open_sealed,
     seal_columns,
 )
-from csvault.datasets.keys import dataset_columns, dataset_row_cipher
+from csvault.datasets.keys import dataset_columns, dataset_profile, dataset_row_cipher
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
 from csvault.datasets.progress import progress_from_checkpoint
 from csvault.datasets.serializers import DatasetSerializer
@@ -81,7 +81,7 @@ def _detail_payload(dataset: Dataset) -> dict[str, Any]:
 
 def _open_payload(payload: dict[str, Any]) -> dict[str, Any]:
     data = dict(payload)
-    data["columns"] = open_columns(data["id"], payload["columns"])
+    data["columns"], data["warnings"] = open_columns(data["id"], payload["columns"])
     return data
 
 
@@ -146,6 +146,15 @@ def ensure_completed(status: str) -> None:
             f"The dataset is {status}; rows can be read once it is completed.",
             status=status,
         )
+
+
+def dataset_profile_get(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
+    """The column profile of the caller's completed dataset, decrypted from the database
+    (never cached: it holds values)."""
+    dataset = dataset_get(owner=owner, dataset_id=dataset_id)
+    ensure_completed(dataset.status)
+    profile = dataset_profile(dataset)
+    return {"row_count": dataset.row_count, "columns": profile or []}
 
 
 def dataset_row_page(*, owner: User, dataset_id: uuid.UUID, after: int, limit: int) -> RowPage:

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from csvault.datasets.keys import dataset_columns
+from csvault.datasets.keys import dataset_columns, dataset_warnings
 from csvault.datasets.models import Dataset
 from csvault.datasets.progress import progress_from_checkpoint
 
@@ -19,11 +19,13 @@ class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
     name = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
     has_header = serializers.BooleanField(required=False, default=True)
-    # One character here; which characters may be one is csvault.csvio.limits'
-    # check_delimiter's to say (dataset_create calls it).
+    # Empty (the default): detected. One character, or "tab" / "\\t"; which characters
+    # may be one is csvault.csvio's to say (dataset_create calls it).
     delimiter = serializers.CharField(
-        required=False, default=",", min_length=1, max_length=1, trim_whitespace=False
+        required=False, default="", allow_blank=True, max_length=8, trim_whitespace=False
     )
+    # Empty (the default): detected. A codec name, e.g. utf-8, utf-16, windows-1252.
+    encoding = serializers.CharField(required=False, default="", allow_blank=True, max_length=40)
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -43,8 +45,14 @@ class ErrorSerializer(serializers.Serializer):
     column = serializers.IntegerField(allow_null=True, required=False)
 
 
+class WarningSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
 class DatasetSerializer(serializers.ModelSerializer):
     columns = serializers.SerializerMethodField()
+    warnings = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     filename = serializers.CharField(source="original_filename", read_only=True)
@@ -63,6 +71,10 @@ class DatasetSerializer(serializers.ModelSerializer):
             "sha256",
             "has_header",
             "delimiter",
+            "delimiter_detected",
+            "encoding",
+            "encoding_detected",
+            "warnings",
             "progress",
             "error",
             "created_at",
@@ -74,6 +86,12 @@ class DatasetSerializer(serializers.ModelSerializer):
         if self.context.get("sealed_columns"):
             return []  # the cached form carries them encrypted (cache.seal_columns)
         return dataset_columns(obj)
+
+    @extend_schema_field(WarningSerializer(many=True))
+    def get_warnings(self, obj: Dataset) -> list[dict[str, Any]]:
+        if self.context.get("sealed_columns"):
+            return []  # the cached form carries them encrypted, with the columns
+        return dataset_warnings(obj)
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, obj: Dataset) -> dict[str, Any]:
@@ -100,3 +118,22 @@ class RowPageSerializer(serializers.Serializer):
     columns = serializers.ListField(child=serializers.CharField())
     results = RowSerializer(many=True)
     next = serializers.URLField(allow_null=True)
+
+
+class ColumnProfileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(
+        choices=["integer", "number", "boolean", "date", "datetime", "text"]
+    )
+    count = serializers.IntegerField(help_text="Values that are not null.")
+    nulls = serializers.IntegerField()
+    min = serializers.JSONField(allow_null=True, help_text="Numbers and dates only.")
+    max = serializers.JSONField(allow_null=True, help_text="Numbers and dates only.")
+    distinct = serializers.IntegerField()
+    distinct_exact = serializers.BooleanField(help_text="False: a HyperLogLog estimate.")
+    examples = serializers.ListField(child=serializers.CharField())
+
+
+class ProfileSerializer(serializers.Serializer):
+    row_count = serializers.IntegerField()
+    columns = ColumnProfileSerializer(many=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from csvault.core import metrics
 from csvault.core.errors import UploadRejected
 from csvault.core.filenames import upload_filename
+from csvault.csvio.detect import delimiter_option, encoding_option
 from csvault.csvio.errors import CsvDataError
 from csvault.csvio.limits import check_delimiter
 from csvault.csvio.sniff import not_text_reason
@@ -30,16 +31,19 @@ from csvault.pipeline.tasks import purge_dataset, scan_dataset
 logger = logging.getLogger(__name__)
 
 
-def delimiter_check(delimiter: str) -> None:
-    """An upload's delimiter, by csvio's rule; UploadRejected (400) otherwise."""
+def format_options(delimiter: str | None, encoding: str | None) -> tuple[str, str]:
+    """An upload's ``delimiter`` and ``encoding`` as stored (``""``: detect them), by
+    csvio's rules (``tab`` or ``\\t`` for a Tab); UploadRejected (400) otherwise."""
     try:
-        check_delimiter(delimiter)
+        chosen = delimiter_option(delimiter)
+        if chosen:
+            check_delimiter(chosen)
+        return chosen, encoding_option(encoding)
     except CsvDataError as exc:
         raise UploadRejected(exc.message, code=exc.code) from None
 
 
-def _check_upload(upload: EncryptedUpload, delimiter: str) -> None:
-    delimiter_check(delimiter)
+def _check_upload(upload: EncryptedUpload) -> None:
     if upload.size == 0:
         raise UploadRejected("The file is empty.", code="empty_file")
     reason = not_text_reason(upload.head)
@@ -53,13 +57,16 @@ def dataset_create(
     upload: EncryptedUpload,
     name: str = "",
     has_header: bool = True,
-    delimiter: str = ",",
+    delimiter: str = "",
+    encoding: str = "",
     idempotency_key: str = "",
 ) -> Dataset:
     """Make a dataset of an uploaded file (already encrypted and in the store) and queue
-    its malware scan after commit. Whatever fails, the stored file goes with the request."""
+    its malware scan after commit. Whatever fails, the stored file goes with the request.
+    An empty ``delimiter`` or ``encoding`` is detected by the scan."""
     try:
-        _check_upload(upload, delimiter)
+        delimiter, encoding = format_options(delimiter, encoding)
+        _check_upload(upload)
         filename = upload_filename(upload.name or "")
         key_id, wrapped = get_keyring().wrap(upload.data_key)
         with transaction.atomic(durable=True):
@@ -83,6 +90,7 @@ def dataset_create(
                 sha256=upload.sha256,
                 has_header=has_header,
                 delimiter=delimiter,
+                encoding=encoding,
                 key_id=key_id,
                 wrapped_key=wrapped,
                 status=DatasetStatus.PENDING,

@@ -185,7 +185,8 @@ class TusUploadsApi(_TusView):
                 length=length,
                 filename=meta.get("filename", "") or "upload.csv",
                 name=meta.get("name", ""),
-                delimiter=meta.get("delimiter", ","),
+                delimiter=meta.get("delimiter", ""),
+                encoding=meta.get("encoding", ""),
                 has_header=_boolean(meta.get("has_header", "true"), "has_header"),
             )
         except QuotaExceeded as exc:

@@ -19,10 +19,11 @@ current batch while the writer thread (writer.py) commits the previous one.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -38,11 +39,22 @@ from csvault.core import metrics
 from csvault.core.storage import dataset_storage
 from csvault.crypto.rows import RowCipher
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
+from csvault.csvio.detect import (
+    DELIMITER_NAMES,
+    SAMPLE_BYTES,
+    Detected,
+    consistent_delimiter,
+    decode_sample,
+    detect,
+)
 from csvault.csvio.errors import CsvDataError
 from csvault.csvio.fastcsv import FastBlocks, open_fast_blocks
 from csvault.csvio.limits import CsvLimits
+from csvault.csvio.profile import Profiler
 from csvault.csvio.reader import CsvStream, open_csv
-from csvault.datasets.keys import HEADER_ROW, dataset_data_key
+from csvault.csvio.tail import Tail
+from csvault.csvio.transcode import Utf8Chunks
+from csvault.datasets.keys import HEADER_ROW, PROFILE_ROW, WARNINGS_ROW, dataset_data_key
 from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.pipeline.claims import (
     HEARTBEAT_EVERY_SECONDS,
@@ -141,13 +153,19 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
     def plaintext(fh: File) -> Iterator[bytes]:
         return open_decrypted(data_key, dataset.id, fh)
 
+    found = _file_format(dataset, plaintext)
     with storage.open(dataset.storage_key, "rb") as fh, ExitStack() as files:
-        stream = open_csv(
-            plaintext(fh),
-            delimiter=dataset.delimiter,
-            has_header=dataset.has_header,
-            limits=csv_limits(),
-        )
+        reference_tail = Tail()
+        try:
+            stream = open_csv(
+                reference_tail.watch(plaintext(fh)),
+                delimiter=found.delimiter,
+                has_header=dataset.has_header,
+                limits=csv_limits(),
+                encoding=found.encoding,
+            )
+        except CsvDataError as exc:
+            raise _with_hint(exc, dataset, found, plaintext) from None
         cipher = RowCipher(data_key, dataset.id, claimed.attempt)
         claimed.write(
             columns_ciphertext=cipher.encrypt(HEADER_ROW, stream.columns),
@@ -155,27 +173,90 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
             heartbeat_at=timezone.now(),
         )
         fast = None
-        if settings.CSVAULT_FAST_CSV:
-            # The C fast path reads the file a second time, from its own handle.
+        fast_raw = Tail()  # the raw bytes the fast path pulled: how many, and the last ones
+        if settings.CSVAULT_FAST_CSV and not stream.dropped_columns:
+            # The C fast path reads the file a second time, from its own handle, as UTF-8.
+            chunks: Iterable[bytes] = fast_raw.watch(
+                plaintext(files.enter_context(storage.open(dataset.storage_key, "rb")))
+            )
+            if found.encoding != "utf-8":
+                chunks = Utf8Chunks(chunks, found.encoding)
             fast = open_fast_blocks(
-                plaintext(files.enter_context(storage.open(dataset.storage_key, "rb"))),
-                columns=stream.columns,
+                chunks,
+                columns=stream.header_as_read,
                 has_header=dataset.has_header,
-                delimiter=dataset.delimiter,
-                encoding=stream.encoding,
+                delimiter=found.delimiter,
+                encoding="utf-8",
                 limits=csv_limits(),
             )
+        profiler = Profiler(len(stream.columns), decimal_comma=found.delimiter != ",")
         with _gc_paused(), BackgroundWriter() as writer:
-            run = IngestRun(dataset, claimed, cipher, writer)
-            if fast is not None:
-                run.fast_phase(fast)
-            if fast is not None and fast.finished:
-                consumed = fast.bytes_consumed
-            else:
-                run.reference_phase(stream)
-                consumed = stream.bytes_consumed
-            run.submit(consumed, complete=True)
+            run = IngestRun(dataset, claimed, cipher, writer, profiler)
+            try:
+                if fast is not None:
+                    run.fast_phase(fast, fast_raw)
+                if fast is not None and fast.finished:
+                    consumed, tail = fast_raw.size, fast_raw
+                else:
+                    run.reference_phase(stream)
+                    consumed, tail = stream.bytes_consumed, reference_tail
+            except CsvDataError as exc:
+                raise _with_hint(exc, dataset, found, plaintext) from None
+            warnings = [*stream.warnings, *tail.blank_line_warning(found.encoding)]
+            run.finish(
+                consumed,
+                warnings=cipher.encrypt(WARNINGS_ROW, [json.dumps(warnings)]),
+                profile=cipher.encrypt(PROFILE_ROW, [json.dumps(profiler.result(stream.columns))]),
+            )
     return run.row_number
+
+
+def _file_format(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]]) -> Detected:
+    """The encoding and delimiter the scan recorded; detected here for a dataset that
+    has none yet (queued before the scan recorded them)."""
+    if dataset.encoding and dataset.delimiter:
+        return Detected(
+            dataset.encoding,
+            dataset.encoding_detected,
+            dataset.delimiter,
+            dataset.delimiter_detected,
+        )
+    head, final = _head(dataset, plaintext)
+    return detect(head, final=final, encoding=dataset.encoding, delimiter=dataset.delimiter)
+
+
+def _head(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]]) -> tuple[bytes, bool]:
+    """The first SAMPLE_BYTES of the file, and whether that is all of it."""
+    head = bytearray()
+    with dataset_storage().open(dataset.storage_key, "rb") as fh:
+        for chunk in plaintext(fh):
+            head += chunk
+            if len(head) > SAMPLE_BYTES:
+                return bytes(head[:SAMPLE_BYTES]), False
+    return bytes(head), True
+
+
+def _with_hint(
+    exc: CsvDataError,
+    dataset: Dataset,
+    found: Detected,
+    plaintext: Callable[[File], Iterator[bytes]],
+) -> CsvDataError:
+    """A ragged row in a file that another delimiter reads consistently: say so."""
+    if exc.code != "ragged_row":
+        return exc
+    head, final = _head(dataset, plaintext)
+    other = consistent_delimiter(
+        decode_sample(head, found.encoding), final=final, used=found.delimiter
+    )
+    if other is None:
+        return exc
+    name = DELIMITER_NAMES[other]
+    value = "tab" if other == "\t" else other
+    exc.message += (
+        f" The file looks {name}-separated ({other!r}); upload it again with delimiter={value}."
+    )
+    return exc
 
 
 @contextmanager
@@ -201,9 +282,17 @@ class IngestRun:
     """
 
     def __init__(
-        self, dataset: Dataset, claimed: Claim, cipher: RowCipher, writer: BackgroundWriter
+        self,
+        dataset: Dataset,
+        claimed: Claim,
+        cipher: RowCipher,
+        writer: BackgroundWriter,
+        profiler: Profiler,
     ) -> None:
         self.dataset_id = dataset.id
+        # Every row of the file goes through the profile once per run, those skipped
+        # (committed by an earlier run) included.
+        self.profiler = profiler
         self.claimed = claimed
         self.cipher = cipher
         self.writer = writer
@@ -217,13 +306,15 @@ class IngestRun:
         """Rows the current batch can still take."""
         return self.batch_rows - (self.batch.count if self.batch else 0)
 
-    def fast_phase(self, fast: FastBlocks) -> None:
-        """Read rows as block plaintexts from the C parser until the end or its decline."""
+    def fast_phase(self, fast: FastBlocks, raw: Tail) -> None:
+        """Read rows as block plaintexts from the C parser until the end or its decline;
+        ``raw`` counts the file's bytes read so far (before any transcoding)."""
         while (
             self.row_number < self.checkpoint
             and (got := fast.read(min(self.batch_rows, self.checkpoint - self.row_number)))
             and got[1]
         ):
+            self.profiler.feed_blocks(got[0])
             self.row_number += sum(got[1])  # resuming: committed already
             self._beat()
         # (A decline before the checkpoint leaves it all to the reference reader.)
@@ -232,9 +323,10 @@ class IngestRun:
             if not got or not got[1]:
                 return
             plaintexts, counts = got
+            self.profiler.feed_blocks(plaintexts)
             self._open_batch(self.row_number + 1).add_blocks(self.cipher, plaintexts, counts)
             self.row_number += sum(counts)
-            self._submit_if_full(fast.bytes_consumed)
+            self._submit_if_full(raw.size)
 
     def reference_phase(self, stream: CsvStream) -> None:
         """Read the file with the reference reader, skipping the rows already done
@@ -246,6 +338,7 @@ class IngestRun:
         to the writer every few milliseconds.
         """
         skip = max(self.checkpoint, self.row_number)
+        profiled = self.row_number  # the fast phase profiled the rows it read
         row_number = 0
         step = 1
         while rows := stream.read_rows(min(step, self.room())):
@@ -253,6 +346,8 @@ class IngestRun:
             row_number += len(rows)
             per_mib = row_number * 1_048_576 // max(1, stream.bytes_consumed)
             step = min(4096, max(1, per_mib))
+            if row_number > profiled:
+                self.profiler.feed_rows(rows[max(0, profiled + 1 - first) :])
             if row_number <= skip:
                 self._beat()
                 continue
@@ -264,8 +359,9 @@ class IngestRun:
             self._submit_if_full(stream.bytes_consumed)
         self.row_number = row_number
 
-    def submit(self, bytes_consumed: int, *, complete: bool = False) -> None:
-        """Hand the current batch (and the checkpoint) to the writer thread."""
+    def submit(self, bytes_consumed: int, **final: bytes) -> None:
+        """Hand the current batch (and the checkpoint) to the writer thread; with
+        ``final`` fields (see :meth:`finish`), the last one, which completes the dataset."""
         self.writer.submit(
             partial(
                 _commit_batch,
@@ -273,10 +369,14 @@ class IngestRun:
                 self.batch,
                 self.row_number,
                 bytes_consumed,
-                complete=complete,
+                final=final or None,
             )
         )
         self.batch = None
+
+    def finish(self, bytes_consumed: int, *, warnings: bytes, profile: bytes) -> None:
+        """Submit the last batch with the encrypted warnings and profile: completed."""
+        self.submit(bytes_consumed, warnings_ciphertext=warnings, profile_ciphertext=profile)
 
     def _open_batch(self, first_row_number: int) -> RowBatch:
         if self.batch is None:
@@ -301,9 +401,10 @@ def _commit_batch(
     last_row: int,
     bytes_consumed: int,
     *,
-    complete: bool = False,
+    final: dict[str, bytes] | None = None,
 ) -> None:
-    """Write a batch and move the checkpoint in one transaction (and finish, if last)."""
+    """Write a batch and move the checkpoint in one transaction; the last one (with its
+    ``final`` fields) completes the dataset."""
     now = timezone.now()
     fields: dict[str, object] = {
         "heartbeat_at": now,
@@ -311,8 +412,9 @@ def _commit_batch(
     }
     if rows is not None and rows.count:
         fields["rows_processed"] = last_row
-    if complete:
+    if final is not None:
         fields.update(
+            final,
             status=DatasetStatus.COMPLETED,
             row_count=last_row,
             rows_processed=last_row,

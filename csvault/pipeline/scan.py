@@ -1,5 +1,10 @@
 """The scan service: stream a stored file's plaintext to the malware scanner.
 
+The same pass detects the file's encoding and delimiter (those not given with the
+upload; csvault/csvio/detect.py) and records them with the verdict. A file that is
+not UTF-8 is scanned a second time as UTF-8 text, so a signature is found whatever
+the encoding hides it in.
+
 ``pending -> scanning -> queued`` on a clean verdict (``on_clean``, the task
 shell's hand-off to the ingest, runs in the same transaction: queued after
 commit); ``rejected`` on a finding (the stored file is destroyed and the
@@ -28,6 +33,8 @@ from csvault.audit.services import audit_record
 from csvault.core import metrics
 from csvault.core.storage import dataset_storage
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
+from csvault.csvio.detect import Detected, Probe
+from csvault.csvio.transcode import Utf8Chunks
 from csvault.datasets.keys import dataset_data_key
 from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.pipeline.claims import (
@@ -86,10 +93,19 @@ def dataset_scan(
     started = time.monotonic()
     # A resumable upload arrives over many requests: its SHA-256 is taken here.
     sha256 = hashlib.sha256() if not dataset.sha256 else None
+    probe = Probe(encoding=dataset.encoding, delimiter=dataset.delimiter)
     try:
         with dataset_storage().open(dataset.storage_key, "rb") as fh:
             plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
-            result = scanner.scan(_heartbeat(plaintext, claimed, sha256))
+            result = scanner.scan(probe.watch(_heartbeat(plaintext, claimed, sha256)))
+        found = probe.result()
+        if result.clean and found.encoding != "utf-8":
+            # The scanner must see what the ingest will read: the text as UTF-8 too
+            # (signatures in UTF-16 text hide between NULs in the raw bytes).
+            with dataset_storage().open(dataset.storage_key, "rb") as fh:
+                plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
+                text = Utf8Chunks(plaintext, found.encoding, errors="replace")
+                result = scanner.scan(_heartbeat(text, claimed))
     except ScannerUnavailable as exc:
         return _unavailable(claimed, str(exc), owner_id=dataset.owner_id)
     except StreamDecryptError as exc:
@@ -104,7 +120,7 @@ def dataset_scan(
     if result.clean:
         if sha256 is not None:
             claimed.update(sha256=sha256.hexdigest())
-        return _clean(dataset, claimed, scanner.name, elapsed, on_clean)
+        return _clean(dataset, claimed, scanner.name, elapsed, on_clean, found)
     return _reject(dataset, claimed, scanner.name, result)
 
 
@@ -125,10 +141,17 @@ def _clean(
     scanner_name: str,
     elapsed: float,
     on_clean: Callable[[uuid.UUID], None] | None,
+    found: Detected,
 ) -> ScanOutcome:
     with transaction.atomic():
         if not claimed.update(
-            status=DatasetStatus.QUEUED, scanner=scanner_name, heartbeat_at=timezone.now()
+            status=DatasetStatus.QUEUED,
+            scanner=scanner_name,
+            heartbeat_at=timezone.now(),
+            encoding=found.encoding,
+            encoding_detected=found.encoding_detected,
+            delimiter=found.delimiter,
+            delimiter_detected=found.delimiter_detected,
         ):
             return ScanOutcome("stopped")
         if on_clean is not None:

@@ -271,8 +271,17 @@ MALFORMED = [
     ("only_a_bom", U8, {}, "empty_file", None, None, None, None),
     ("empty_file_without_header", b"", {"has_header": False}, "empty_file", None, None, None, None),
     ("empty_header_name", b"a,,c\n1,2,3\n", {}, "empty_header", None, 2, 1, None),
-    ("blank_header_name", b"\n\na, \n", {}, "empty_header", None, 2, 3, None),
-    ("duplicate_header", b"id,amount,x,y,amount\n", {}, "duplicate_header", None, 5, 1, None),
+    ("blank_header_name", b"\n\n ,a\n", {}, "empty_header", None, 1, 3, None),
+    (
+        "value_under_dropped_column",
+        b"a,b,,\n1,2,,\n3,4,,5\n",
+        {},
+        "value_in_unnamed_column",
+        2,
+        4,
+        3,
+        None,
+    ),
     (
         "too_many_columns",
         b"a,b,c,d\n",
@@ -405,15 +414,42 @@ def test_it_names_the_first_row_when_there_is_no_header() -> None:
 
 
 def test_it_names_an_empty_header_column() -> None:
-    assert error_of(b"a,b, \n").message == "Column 3 of the header is empty."
+    assert error_of(b"a, ,c\n").message == "Column 2 of the header is empty; give it a name."
 
 
-def test_it_names_both_columns_of_a_duplicate_header() -> None:
-    error = error_of(b"id,amount,x,y,amount\n")
-    assert error.message == (
-        "Columns 2 and 5 of the header have the same name; header names must be unique."
-    )
-    assert "amount" not in error.message  # errors are stored in clear; headers are not
+def test_it_drops_empty_columns_at_the_end_of_the_header_with_a_warning() -> None:
+    # Excel's habit: a header and rows with trailing delimiters; rows may also stop early.
+    data = b"a,b,,\r\n1,2,,\r\n3,4\r\n5,6,\r\n"
+    for size in CHUNK_SIZES:
+        stream = open_csv(chunked(data, size))
+        assert stream.columns == ["a", "b"]
+        assert all_rows(stream) == [["1", "2"], ["3", "4"], ["5", "6"]]
+        assert [w["code"] for w in stream.warnings] == ["empty_columns_dropped"]
+        assert stream.warnings[0]["columns"] == [3, 4]
+
+
+def test_a_value_under_a_dropped_column_fails_with_its_place() -> None:
+    error = error_of(b"a,b,\n1,2,\n3,4,x\n")
+    assert (error.code, error.row, error.column, error.line) == ("value_in_unnamed_column", 2, 3, 3)
+    assert error.message.startswith("Row 2 (line 3) has a value in column 3, which has no name")
+
+
+def test_rows_wider_than_the_header_with_dropped_columns_are_ragged() -> None:
+    assert error_of(b"a,b,\n1,2,,\n").code == "ragged_row"
+
+
+def test_it_makes_repeated_header_names_unique_with_a_warning() -> None:
+    stream = open_csv([b"id,amount,x,amount_2,amount,id\n1,2,3,4,5,6\n"])
+    assert stream.columns == ["id", "amount", "x", "amount_2", "amount_3", "id_2"]
+    assert stream.header_as_read == ["id", "amount", "x", "amount_2", "amount", "id"]
+    assert all_rows(stream) == [["1", "2", "3", "4", "5", "6"]]
+    (warning,) = stream.warnings
+    assert warning["code"] == "duplicate_header"
+    assert warning["columns"] == [
+        {"column": 5, "name": "amount", "renamed": "amount_3", "same_as": 2},
+        {"column": 6, "name": "id", "renamed": "id_2", "same_as": 1},
+    ]
+    assert "'amount'" in str(warning["message"])  # warnings are stored encrypted
 
 
 def test_it_compares_header_names_exactly() -> None:

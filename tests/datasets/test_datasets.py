@@ -110,7 +110,7 @@ def test_a_ragged_row_after_several_batches_leaves_no_rows(api, settings):
 
 def test_invalid_utf8_fails_naming_the_byte_offset(api):
     content = b"a,b\n1,2\n3,\xff\n"
-    dataset_id = ingest(upload(api, content))
+    dataset_id = ingest(upload(api, content, encoding="utf-8"))
     error = api.get(f"/api/datasets/{dataset_id}/").json()["error"]
     assert error["code"] == "invalid_utf8"
     assert error["offset"] == 10

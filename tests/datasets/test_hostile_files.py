@@ -87,6 +87,8 @@ class Case:
     content_type: str = "text/csv"
     settings: dict[str, Any] = field(default_factory=dict)
     marks: tuple[Any, ...] = ()
+    # Form fields sent with the file (an encoding given, say).
+    fields: dict[str, str] = field(default_factory=dict)
 
     def param(self) -> Any:
         return pytest.param(self, id=self.id, marks=self.marks)
@@ -136,12 +138,38 @@ FILE_CASES = [
     Case(
         "invalid-utf8",
         b"a,b\n1,2\n3,caf\xe9\n",
-        Failed("invalid_utf8", row=2, says=("UTF-8", "row 2")),
+        Failed("invalid_utf8", row=2, says=("UTF-8", "row 2", "byte offset 13")),
+        fields={"encoding": "utf-8"},
+    ),
+    # Not UTF-8 and no encoding given: detected as a single-byte encoding.
+    Case(
+        "latin1-detected",
+        b"a,b\n1,2\n3,caf\xe9\n",
+        Completed(["a", "b"], [["1", "2"], ["3", "café"]]),
     ),
     Case(
         "utf8-overlong-encoding",
         b"a,b\n1,\xc0\xaf\n",
         Failed("invalid_utf8", row=1, says=("UTF-8",)),
+        fields={"encoding": "utf8"},
+    ),
+    Case(
+        "undefined-byte-in-a-given-encoding",
+        b"a,b\n1,2\n3,\x81\n",
+        Failed("invalid_encoding", row=2, says=("byte offset 10", "row 2", "cp1252")),
+        fields={"encoding": "windows-1252"},
+    ),
+    Case(
+        "unknown-encoding",
+        b"a,b\n1,2\n",
+        Refused(400, "invalid_encoding"),
+        fields={"encoding": "klingon"},
+    ),
+    Case(
+        "multi-byte-encoding",
+        b"a,b\n1,2\n",
+        Refused(400, "invalid_encoding"),
+        fields={"encoding": "shift_jis"},
     ),
     Case(
         "utf16-le-with-bom",
@@ -153,8 +181,21 @@ FILE_CASES = [
         utf16("a,b\n1,é\n", "utf-16-be", codecs.BOM_UTF16_BE),
         Completed(["a", "b"], [["1", "é"]]),
     ),
-    Case("utf16-le-without-bom", utf16("a,b\n1,2\n", "utf-16-le"), Refused(415, "not_csv")),
-    Case("utf16-be-without-bom", utf16("a,b\n1,2\n", "utf-16-be"), Refused(415, "not_csv")),
+    Case(
+        "utf16-le-without-bom",
+        utf16("a,b\n1,é\n", "utf-16-le"),
+        Completed(["a", "b"], [["1", "é"]]),
+    ),
+    Case(
+        "utf16-be-without-bom",
+        utf16("a,b\n1,é\n", "utf-16-be"),
+        Completed(["a", "b"], [["1", "é"]]),
+    ),
+    Case(
+        "utf32-le-with-bom",
+        codecs.BOM_UTF32_LE + "a,b\n1,🎉\n".encode("utf-32-le"),
+        Completed(["a", "b"], [["1", "🎉"]]),
+    ),
     Case(
         "unterminated-quote",
         b'a,b\n1,2\n3,"never closed\n4,5\n',
@@ -180,13 +221,19 @@ FILE_CASES = [
         b"a,b\n1,2,3\n",
         Failed("ragged_row", row=1, column=3, says=("Row 1", "3 fields")),
     ),
+    # Tolerated with a warning (the detail's "warnings"): renamed, or dropped when empty.
     Case(
         "duplicate-header",
         b"id,name,id\n1,2,3\n",
-        Failed("duplicate_header", column=3, says=("Columns 1 and 3", "unique")),
+        Completed(["id", "name", "id_2"], [["1", "2", "3"]]),
     ),
+    Case("empty-trailing-header", b"id,x,,\n1,2,,\n", Completed(["id", "x"], [["1", "2"]])),
     Case("empty-header", b"id,,x\n1,2,3\n", Failed("empty_header", column=2, says=("Column 2",))),
-    Case("blank-header", b"id, \n1,2\n", Failed("empty_header", column=2, says=("Column 2",))),
+    Case(
+        "value-under-an-empty-trailing-header",
+        b"id, \n1,2\n",
+        Failed("value_in_unnamed_column", row=1, column=2, says=("column 2", "no name")),
+    ),
     Case(
         "field-over-the-limit",
         b"a,b\n1,2\n3," + b"x" * 101 + b"\n",
@@ -232,9 +279,13 @@ def temp_files() -> set[Path]:
     return set(Path(django_settings.FILE_UPLOAD_TEMP_DIR).iterdir())
 
 
-def post_file(client: APIClient, content: bytes, filename: str, content_type: str) -> Any:
+def post_file(
+    client: APIClient, content: bytes, filename: str, content_type: str, **fields: str
+) -> Any:
     return client.post(
-        URL, {"file": SimpleUploadedFile(filename, content, content_type)}, format="multipart"
+        URL,
+        {"file": SimpleUploadedFile(filename, content, content_type), **fields},
+        format="multipart",
     )
 
 
@@ -305,7 +356,7 @@ def test_a_hostile_file_is_refused_or_fails_clearly(api, settings, case: Case):
     for name, value in case.settings.items():
         setattr(settings, name, value)
     before_temp, before_stored = temp_files(), stored_names()
-    response = post_file(api, case.content, case.filename, case.content_type)
+    response = post_file(api, case.content, case.filename, case.content_type, **case.fields)
     assert response.status_code < 500, response.content
     if isinstance(case.expect, Refused):
         assert_json_error(response, case.expect.status, case.expect.code)
