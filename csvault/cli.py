@@ -249,9 +249,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CliError(f"{path}: no such file")
     client = _client(args)
-    fields = {"has_header": "false" if args.no_header else "true", "delimiter": args.delimiter}
-    if args.name:
-        fields["name"] = args.name
+    fields = {"has_header": "false" if args.no_header else "true"}
+    # Not sent when not given: the server detects them.
+    for field in ("name", "delimiter", "encoding"):
+        if getattr(args, field):
+            fields[field] = getattr(args, field)
     resumable = args.tus if args.tus is not None else path.stat().st_size >= cli_tus.THRESHOLD
     if resumable:
         metadata = {"filename": path.name, **fields}
@@ -319,7 +321,12 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upload", help="upload a CSV file; prints the dataset id")
     up.add_argument("file")
     up.add_argument("--name")
-    up.add_argument("--delimiter", default=",")
+    up.add_argument(
+        "--delimiter", default="", help="one character, or tab; detected when not given"
+    )
+    up.add_argument(
+        "--encoding", default="", help="e.g. utf-8, utf-16, windows-1252; detected when not given"
+    )
     up.add_argument("--no-header", action="store_true", help="the first line is data")
     up.add_argument("--watch", action="store_true", help="follow the ingest until it is final")
     up.add_argument("--quiet", action="store_true", help="no upload progress line")

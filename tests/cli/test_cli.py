@@ -221,4 +221,28 @@ def test_upload_options_reach_the_server(live_server, api, user, tmp_path):
     result = csvault(live_server, user.auth_token.key, "upload", str(plain), "--quiet")
     assert result.returncode == 0, result.stderr
     dataset = Dataset.objects.get(id=result.stdout.splitlines()[0])
-    assert (dataset.delimiter, dataset.has_header, dataset.name) == (",", True, "plain.csv")
+    # Nothing given: the scan detects the format.
+    assert (dataset.delimiter, dataset.encoding, dataset.name) == ("", "", "plain.csv")
+    assert scan_and_ingest(str(dataset.id)) == "completed"
+    dataset.refresh_from_db()
+    assert (dataset.delimiter, dataset.delimiter_detected) == (";", True)
+
+    tabs = tmp_path / "tabs.txt"
+    tabs.write_bytes("name\tcity\nJosé\tKöln\n".encode("cp1252"))
+    result = csvault(
+        live_server,
+        user.auth_token.key,
+        "upload",
+        str(tabs),
+        "--delimiter",
+        "tab",
+        "--encoding",
+        "windows-1252",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    dataset_id = result.stdout.splitlines()[0]
+    dataset = Dataset.objects.get(id=dataset_id)
+    assert (dataset.delimiter, dataset.encoding) == ("\t", "cp1252")
+    assert scan_and_ingest(dataset_id) == "completed"
+    assert read_all_rows(api, dataset_id)[1] == [{"row": 1, "values": ["José", "Köln"]}]

@@ -149,12 +149,15 @@ def test_a_small_file_goes_multipart_unless_tus_is_asked_for(live_server, user, 
     ingest_exact(plain.stdout.splitlines()[0], rows)
 
     forced = upload(
-        live_server, user, state, str(source), "--tus", "--delimiter", ",", "--no-header"
-    )
+        live_server, user, state, str(source), "--tus", "--delimiter", "tab", "--no-header",
+        "--encoding", "latin-1",
+    )  # fmt: skip
     assert forced.returncode == 0, forced.stderr
     assert "MiB/s" in forced.stderr
     dataset = Dataset.objects.get(id=forced.stdout.splitlines()[0])
     assert dataset.has_header is False
+    # The options travel as tus Upload-Metadata.
+    assert (dataset.delimiter, dataset.encoding) == ("\t", "iso8859-1")
     assert dataset.name == "small.csv"
     assert saved(state) == {}
 

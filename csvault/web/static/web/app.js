@@ -137,7 +137,8 @@
     return {
       filename: file.name,
       name: form.elements.name.value.trim(),
-      delimiter: form.delimiter.value || ",",
+      delimiter: form.delimiter.value,
+      encoding: form.encoding.value,
       has_header: form.has_header.checked ? "true" : "false",
     };
   }
