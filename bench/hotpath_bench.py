@@ -11,6 +11,8 @@ stage including the ones before it:
 3. ``seal``     - + ``RowCipher.seal_blocks`` (serialise blocks of rows, AES-256-GCM);
 4. ``frame``    - + the binary COPY tuples (``RowBatch.add_rows``, what the ingest runs);
 
+with ``--formats``, the in-process ingest of the file as UTF-8 with and without the
+column profile and as Windows-1252 (detected, transcoded), each timed against the first;
 then, with ``--pg-side``, PostgreSQL's CPU per row for the same COPY stream into
 the real table (blocks of rows), the dataset's partition directly, and for
 comparison one row per tuple (the layout before blocks) into a plain table with the
@@ -246,8 +248,68 @@ def setup_django() -> None:
     django.setup()
 
 
-def in_process(csv_file: Path, rows: int) -> None:
-    """Upload through the API in-process, then scan and ingest with the real services."""
+class _NoProfile:
+    """A Profiler that does nothing: the ``--formats`` baseline without profiling."""
+
+    def __init__(self, width: int, *, decimal_comma: bool) -> None:
+        pass
+
+    def feed_blocks(self, plaintexts: Any) -> None:
+        pass
+
+    def feed_rows(self, rows: Any) -> None:
+        pass
+
+    def result(self, columns: Any) -> list[Any]:
+        return []
+
+
+def cp1252_copy(csv_file: Path) -> Path:
+    """The bench file in Windows-1252 (every character of it has one), cached beside it."""
+    path = csv_file.with_name(csv_file.stem + "-cp1252.csv")
+    if not path.is_file():
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(csv_file, encoding="utf-8", newline="") as src, open(tmp, "wb") as out:
+            while text := src.read(1 << 20):
+                out.write(text.encode("cp1252"))
+        os.replace(tmp, path)
+    return path
+
+
+def formats(csv_file: Path, rows: int, repeat: int) -> None:
+    """Ingest time of the same rows: UTF-8 with and without the profile, and Windows-1252
+    (detected and transcoded for the fast path), best of ``repeat`` each."""
+    import csvault.pipeline.ingest as ingest_module
+
+    real = ingest_module.Profiler
+    cp1252 = cp1252_copy(csv_file)
+    variants = [
+        ("utf-8, no profile", csv_file, _NoProfile),
+        ("utf-8", csv_file, real),
+        ("cp1252", cp1252, real),
+    ]
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for label, path, profiler in variants:
+            ingest_module.Profiler = profiler  # type: ignore[misc,assignment]
+            try:
+                seconds = in_process(path, rows, quiet=True)
+            finally:
+                ingest_module.Profiler = real  # type: ignore[misc]
+            best[label] = min(best.get(label, seconds), seconds)
+    base = best["utf-8, no profile"]
+    print(f"ingest by format (in-process, best of {repeat}, {rows:,} rows):")
+    for label, _, _ in variants:
+        seconds = best[label]
+        print(
+            f"  {label:<18} {seconds:7.3f} s  {rows / seconds:>11,.0f} rows/s  "
+            f"{seconds / base:5.2f}x the time without the profile"
+        )
+
+
+def in_process(csv_file: Path, rows: int, *, quiet: bool = False) -> float:
+    """Upload through the API in-process, then scan and ingest with the real services;
+    the ingest's seconds."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from rest_framework.test import APIClient
@@ -267,6 +329,7 @@ def in_process(csv_file: Path, rows: int) -> None:
     user = get_user_model().objects.create_user(f"hot-{uuid.uuid4().hex[:10]}")
     client = APIClient()
     client.force_authenticate(user)
+    dataset_id: uuid.UUID | None = None
     try:
         before = _rss_mb()
         with open(csv_file, "rb") as fh:
@@ -275,20 +338,22 @@ def in_process(csv_file: Path, rows: int) -> None:
             upload_s = time.perf_counter() - started
         assert response.status_code == 201, response.content
         dataset_id = uuid.UUID(response.json()["id"])
-        print(f"in-process (DATABASE_URL {os.environ['DATABASE_URL']}):")
-        size = csv_file.stat().st_size
-        print(f"  upload     {upload_s:7.3f} s  {size / 1e6 / upload_s:6.1f} MB/s")
         started = time.perf_counter()
         verdict = dataset_scan(dataset_id=dataset_id, on_clean=None)
         scan_s = time.perf_counter() - started
-        scanner = get_scanner()
-        print(f"  scan       {scan_s:7.3f} s  {size / 1e6 / scan_s:6.1f} MB/s  ({scanner.name})")
         assert verdict.status == "queued", verdict
         rss_start = _rss_mb()
         started = time.perf_counter()
         outcome = dataset_ingest(dataset_id=dataset_id)
         ingest_s = time.perf_counter() - started
         assert outcome.rows == rows, outcome
+        if quiet:
+            return ingest_s
+        print(f"in-process (DATABASE_URL {os.environ['DATABASE_URL']}):")
+        size = csv_file.stat().st_size
+        print(f"  upload     {upload_s:7.3f} s  {size / 1e6 / upload_s:6.1f} MB/s")
+        scanner = get_scanner()
+        print(f"  scan       {scan_s:7.3f} s  {size / 1e6 / scan_s:6.1f} MB/s  ({scanner.name})")
         print(
             f"  ingest     {ingest_s:7.3f} s  {ingest_s / rows * 1e6:6.2f} us/row  "
             f"{rows / ingest_s:>11,.0f} rows/s"
@@ -297,9 +362,11 @@ def in_process(csv_file: Path, rows: int) -> None:
             f"  RSS: {before:.0f} MB before the upload, {rss_start:.0f} MB before the ingest, "
             f"peak {_peak_mb():.0f} MB (includes the upload)"
         )
-        dataset_delete(dataset=Dataset.objects.get(id=dataset_id))
-        dataset_purge(dataset_id=dataset_id)
+        return ingest_s
     finally:
+        if dataset_id is not None:
+            dataset_delete(dataset=Dataset.objects.get(id=dataset_id))
+            dataset_purge(dataset_id=dataset_id)
         user.delete()
 
 
@@ -316,13 +383,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--pg-side", action="store_true", help="PostgreSQL's CPU per row, with and without the PK"
     )
+    parser.add_argument(
+        "--formats",
+        action="store_true",
+        help="in-process ingest of UTF-8 with and without the profile, and of Windows-1252",
+    )
     args = parser.parse_args(argv)
     csv_file = ensure_csv(args.rows)
     setup_django()
     print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}, nproc {os.cpu_count()}")
     if not args.skip_stages:
         stages(csv_file, args.rows, args.batch, args.repeat, gc_off=not args.gc_on)
-    if args.database or args.pg_side:
+    if args.database or args.pg_side or args.formats:
         from django.core.management import call_command
 
         call_command("migrate", "--noinput", verbosity=0)
@@ -330,6 +402,8 @@ def main(argv: list[str]) -> int:
         pg_side(csv_file, args.rows)
     if args.database:
         in_process(csv_file, args.rows)
+    if args.formats:
+        formats(csv_file, args.rows, args.repeat)
     return 0
 
 
