@@ -34,6 +34,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define GRID_FORMAT 0x02
 #define GRID_HEADER_SIZE 9
@@ -56,7 +59,6 @@ enum { F_INT = 1, F_NUM = 2, F_BOOL = 4, F_DATE = 8, F_DATETIME = 16, F_ALL = 31
 static const char *const TOKENS[N_TOKENS] = {"NA", "N/A", "null", "NULL", "NaN", "-"};
 
 typedef struct {
-    uint64_t hash;
     char *text; /* cut to EXAMPLE_CHARS code points */
     uint32_t len;
     uint8_t token;
@@ -113,27 +115,37 @@ static inline uint64_t mix(uint64_t h, uint64_t w) {
     return h ^ (h >> 32);
 }
 
-static inline uint64_t load_le(const unsigned char *p, size_t n) { /* n <= 8 */
-    uint64_t w = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(&w, p, n);
-#else
-    for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
+static inline uint64_t load8(const unsigned char *p) { /* little-endian */
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
 #endif
     return w;
 }
 
-/* The hash of the n bytes at p; *high: whether one of them is >= 0x80. */
-static uint64_t hash_n(const unsigned char *p, size_t n, int *high) {
+static inline uint64_t load_tail(const unsigned char *p, size_t n) { /* n < 8; zero-padded */
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
+    return w;
+}
+
+/* The hash of the n bytes at p, which may be read up to limit (>= p + n) in whole
+ * words; *high: whether one of them is >= 0x80. */
+static inline uint64_t hash_n(const unsigned char *p, size_t n, const unsigned char *limit,
+                              int *high) {
     uint64_t h = SEED, acc = 0;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        uint64_t w = load_le(p + i, 8);
+        uint64_t w = load8(p + i);
         acc |= w;
         h = mix(h, w);
     }
     if (i < n) {
-        uint64_t w = load_le(p + i, n - i);
+        size_t left = n - i;
+        uint64_t w = (size_t)(limit - (p + i)) >= 8
+                         ? load8(p + i) & (~UINT64_C(0) >> (64 - 8 * left))
+                         : load_tail(p + i, left);
         acc |= w;
         h = mix(h, w);
     }
@@ -141,33 +153,34 @@ static uint64_t hash_n(const unsigned char *p, size_t n, int *high) {
     return fmix64(h ^ (uint64_t)n);
 }
 
-/* The value starting at p and ending at the next NUL or at end, in one pass: its hash,
- * its length (*n) and whether it has a byte >= 0x80 (*high). */
-static inline uint64_t hash_to_nul(const unsigned char *p, const unsigned char *end, size_t *n,
-                                   int *high) {
-    const unsigned char *s = p;
-    uint64_t h = SEED, acc = 0;
-    for (;;) {
-        size_t left = (size_t)(end - p);
-        uint64_t w = load_le(p, left < 8 ? left : 8); /* zero bytes past the end */
-        uint64_t zero = (w - ONES) & ~w & HIGHS;      /* its lowest flag is the first NUL */
-        if (zero) {
-            int k = __builtin_ctzll(zero) >> 3;
-            if (k) {
-                w &= ~UINT64_C(0) >> (64 - 8 * k);
-                acc |= w;
-                h = mix(h, w);
-            }
-            p += k;
-            break;
-        }
-        acc |= w;
-        h = mix(h, w);
-        p += 8;
+/* One bit per NUL byte of the 8 bytes of w (bit i: byte i, little-endian). */
+static inline unsigned nul_bits(uint64_t w) {
+    uint64_t low7 = UINT64_C(0x7f7f7f7f7f7f7f7f);
+    uint64_t zero = ~(((w & low7) + low7) | w | low7); /* 0x80 in each NUL byte */
+    return (unsigned)(((zero >> 7) * UINT64_C(0x0102040810204080)) >> 56);
+}
+
+/* One bit per NUL byte of p[:n] (n <= 64). */
+static inline uint64_t nul_mask(const unsigned char *p, size_t n) {
+#ifdef __SSE2__
+    if (n == 64) {
+        __m128i zero = _mm_setzero_si128();
+        uint64_t m0 = (uint16_t)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), zero));
+        uint64_t m1 = (uint16_t)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), zero));
+        uint64_t m2 = (uint16_t)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), zero));
+        uint64_t m3 = (uint16_t)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), zero));
+        return m0 | m1 << 16 | m2 << 32 | m3 << 48;
     }
-    *n = (size_t)(p - s);
-    *high = (acc & HIGHS) != 0;
-    return fmix64(h ^ (uint64_t)*n);
+#endif
+    uint64_t mask = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) mask |= (uint64_t)nul_bits(load8(p + i)) << i;
+    if (i < n) mask |= (uint64_t)(nul_bits(load_tail(p + i, n - i)) & ((1u << (n - i)) - 1)) << i;
+    return mask;
 }
 
 /* Strict UTF-8, as Python decodes it: no overlong forms, surrogates or code points
@@ -215,7 +228,7 @@ static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
  * when its digits fit in 2**53 and its power of ten in 10**22 (one correctly rounded
  * operation on two exact doubles), else strtod_l in the C locale, correctly rounded
  * like Python's float(). */
-static double to_double(const unsigned char *p, size_t n) {
+static inline double to_double(const unsigned char *p, size_t n) {
     const unsigned char *q = p, *end = p + n;
     int negative = 0;
     if (*q == '+' || *q == '-') negative = *q++ == '-';
@@ -256,9 +269,10 @@ static double to_double(const unsigned char *p, size_t n) {
     return d;
 }
 
-/* INTEGER ([+-]?[0-9]{1,18}, its value in *i), NUMBER (the other number forms) or
- * NOT_NUMBER; finiteness is checked by the caller. */
-static int scan_number(const unsigned char *p, size_t n, int decimal_comma, int64_t *i) {
+/* INTEGER ([+-]?[0-9]{1,18}, its value in *i and its double in *d: -0 is -0.0), NUMBER
+ * (the other number forms) or NOT_NUMBER; finiteness is checked by the caller. */
+static int scan_number(const unsigned char *p, size_t n, int decimal_comma, int64_t *i,
+                       double *value) {
     const unsigned char *q = p, *end = p + n;
     int negative = 0;
     if (q < end && (*q == '+' || *q == '-')) negative = *q++ == '-';
@@ -271,6 +285,7 @@ static int scan_number(const unsigned char *p, size_t n, int decimal_comma, int6
         int64_t v = 0;
         for (; d < q; d++) v = v * 10 + (*d - '0');
         *i = negative ? -v : v;
+        *value = negative ? -(double)v : (double)v;
         return INTEGER;
     }
     if (*q == ',') {
@@ -295,16 +310,18 @@ static int scan_number(const unsigned char *p, size_t n, int decimal_comma, int6
     return q == end && q > e ? NUMBER : NOT_NUMBER;
 }
 
-static int is_bool(const unsigned char *p, size_t n) {
-    static const char *const words[] = {"true", "false", "yes", "no"};
-    if (n < 2 || n > 5) return 0;
-    for (int w = 0; w < 4; w++) {
-        if (strlen(words[w]) != n) continue;
-        size_t k = 0;
-        while (k < n && (p[k] | 0x20) == (unsigned char)words[w][k]) k++;
-        if (k == n) return 1;
+static inline int is_bool(const unsigned char *p, size_t n) {
+    const char *word;
+    switch (n) {
+    case 2: word = "no"; break;
+    case 3: word = "yes"; break;
+    case 4: word = "true"; break;
+    case 5: word = "false"; break;
+    default: return 0;
     }
-    return 0;
+    for (size_t k = 0; k < n; k++) /* letters only: bit 5 is the case */
+        if ((p[k] | 0x20) != (unsigned char)word[k]) return 0;
+    return 1;
 }
 
 static inline int two(const unsigned char *p, int max) { /* two digits <= max, or -1 */
@@ -347,10 +364,12 @@ static int scan_datetime(const unsigned char *p, size_t n) {
     return k == n ? DATETIME : NOT_DATE;
 }
 
-static int token_index(const unsigned char *p, size_t n) {
-    if (n > 4) return -1;
+static const uint8_t TOKEN_LEN[N_TOKENS] = {2, 3, 4, 4, 3, 1};
+
+static inline int token_index(const unsigned char *p, size_t n) {
+    if (n > 4 || (p[0] != 'N' && p[0] != 'n' && p[0] != '-')) return -1;
     for (int t = 0; t < N_TOKENS; t++)
-        if (strlen(TOKENS[t]) == n && memcmp(TOKENS[t], p, n) == 0) return t;
+        if (TOKEN_LEN[t] == n && memcmp(TOKENS[t], p, n) == 0) return t;
     return -1;
 }
 
@@ -373,22 +392,9 @@ static int table_put(uint64_t *table, size_t cap, uint64_t h) { /* 1 if new */
     return 1;
 }
 
-/* 0, or -1 when out of memory. */
-static int distinct_add(col_t *c, size_t bound, uint64_t h) {
-    if (c->hll) {
-        hll_add(c->hll, h);
-        return 0;
-    }
-    if (h == 0) {
-        if (c->has_zero) return 0;
-    } else if (c->table) {
-        size_t mask = c->table_cap - 1, k = (size_t)h & mask;
-        while (c->table[k]) {
-            if (c->table[k] == h) return 0;
-            k = (k + 1) & mask;
-        }
-    }
-    /* a new hash */
+/* A hash the exact table does not hold (h != 0): into the table, growing it, or past
+ * the bound into new HyperLogLog registers. 0, or -1 when out of memory. */
+static int __attribute__((noinline)) distinct_new(col_t *c, size_t bound, uint64_t h) {
     if (c->table_count + (size_t)c->has_zero + 1 > bound) {
         uint8_t *hll = calloc(HLL_M, 1);
         if (!hll) return -1;
@@ -421,10 +427,27 @@ static int distinct_add(col_t *c, size_t bound, uint64_t h) {
     return 0;
 }
 
-/* Keeps the value as a candidate example unless it is one already; 0 or -1 (memory). */
-static int candidate_add(col_t *c, const unsigned char *p, size_t n, uint64_t h, int token) {
-    for (int k = 0; k < c->ncand; k++)
-        if (c->cand[k].hash == h) return 0;
+/* 1 if h is new to the exact count, 0 if not (or once it is an estimate), -1 when out
+ * of memory. */
+static inline int distinct_add(col_t *c, size_t bound, uint64_t h) {
+    if (c->hll) {
+        hll_add(c->hll, h);
+        return 0;
+    }
+    if (h == 0) {
+        if (c->has_zero) return 0;
+    } else if (c->table) {
+        size_t mask = c->table_cap - 1, k = (size_t)h & mask;
+        for (uint64_t seen; (seen = c->table[k]) != 0; k = (k + 1) & mask)
+            if (seen == h) return 0;
+    }
+    return distinct_new(c, bound, h) < 0 ? -1 : 1;
+}
+
+/* Keeps p[:n], cut to EXAMPLE_CHARS code points, as the next candidate example (the
+ * caller has checked that it is a new value and that there is room); 0 or -1 (memory). */
+static int __attribute__((noinline)) candidate_add(col_t *c, const unsigned char *p, size_t n,
+                                                   int token) {
     size_t cut = n, chars = 0;
     if (n > EXAMPLE_CHARS) {
         for (cut = 0; cut < n; cut++)
@@ -434,7 +457,6 @@ static int candidate_add(col_t *c, const unsigned char *p, size_t n, uint64_t h,
     if (!text) return -1;
     memcpy(text, p, cut);
     cand_t *d = &c->cand[c->ncand++];
-    d->hash = h;
     d->text = text;
     d->len = (uint32_t)cut;
     d->token = (uint8_t)token;
@@ -443,22 +465,20 @@ static int candidate_add(col_t *c, const unsigned char *p, size_t n, uint64_t h,
 
 /* --- one value ------------------------------------------------------------------------ */
 
+/* Byte order of a[:an] and b[:bn] (at most TEXT_CAP bytes each). */
+static inline int text_cmp(const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
+    size_t n = an < bn ? an : bn;
+    for (size_t k = 0; k < n; k++)
+        if (a[k] != b[k]) return a[k] < b[k] ? -1 : 1;
+    return an < bn ? -1 : an > bn;
+}
+
 static inline void text_bounds(col_t *c, const unsigned char *p, size_t n, int first) {
-    if (first) {
-        memcpy(c->tmin, p, n);
-        memcpy(c->tmax, p, n);
-        c->tmin_len = c->tmax_len = (uint8_t)n;
-        return;
-    }
-    size_t k = n < c->tmin_len ? n : c->tmin_len;
-    int r = memcmp(p, c->tmin, k);
-    if (r < 0 || (r == 0 && n < c->tmin_len)) {
+    if (first || text_cmp(p, n, c->tmin, c->tmin_len) < 0) {
         memcpy(c->tmin, p, n);
         c->tmin_len = (uint8_t)n;
     }
-    k = n < c->tmax_len ? n : c->tmax_len;
-    r = memcmp(p, c->tmax, k);
-    if (r > 0 || (r == 0 && n > c->tmax_len)) {
+    if (first || text_cmp(p, n, c->tmax, c->tmax_len) > 0) {
         memcpy(c->tmax, p, n);
         c->tmax_len = (uint8_t)n;
     }
@@ -471,29 +491,31 @@ static inline void double_bounds(col_t *c, double d, int first) {
 }
 
 /* The non-empty value p[:n] with hash h: 0, or -1 when out of memory. */
-static int feed_value(ProfileObject *P, col_t *c, const unsigned char *p, size_t n, uint64_t h) {
+static inline __attribute__((always_inline)) int feed_value(ProfileObject *P, col_t *c, const unsigned char *p, size_t n,
+                             uint64_t h) {
     if (n <= 4) {
         int t = token_index(p, n);
         if (t >= 0) {
-            c->tokens[t]++;
-            return c->ncand < CANDIDATES ? candidate_add(c, p, n, h, 1) : 0;
+            int new = c->tokens[t]++ == 0;
+            return new && c->ncand < CANDIDATES ? candidate_add(c, p, n, 1) : 0;
         }
     }
     int first = c->other++ == 0;
     unsigned flags = c->flags;
     if (flags & (F_INT | F_NUM)) {
         int64_t i = 0;
-        int kind = scan_number(p, n, P->decimal_comma, &i);
+        double d = 0;
+        int kind = scan_number(p, n, P->decimal_comma, &i, &d);
         if (kind == INTEGER) {
             if (flags & F_INT) {
                 if (first) c->imin = c->imax = i;
                 else if (i < c->imin) c->imin = i;
                 else if (i > c->imax) c->imax = i;
             }
-            double_bounds(c, (double)i, first);
+            double_bounds(c, d, first);
         } else {
             flags &= ~(unsigned)F_INT;
-            double d = kind == NUMBER ? to_double(p, n) : NAN;
+            d = kind == NUMBER ? to_double(p, n) : NAN;
             if (isfinite(d)) double_bounds(c, d, first);
             else flags &= ~(unsigned)F_NUM;
         }
@@ -506,8 +528,9 @@ static int feed_value(ProfileObject *P, col_t *c, const unsigned char *p, size_t
         else text_bounds(c, p, n, first);
     }
     c->flags = flags;
-    if (distinct_add(c, P->bound, h) < 0) return -1;
-    return c->ncand < CANDIDATES ? candidate_add(c, p, n, h, 0) : 0;
+    int new = distinct_add(c, P->bound, h);
+    if (new < 0) return -1;
+    return new && c->ncand < CANDIDATES ? candidate_add(c, p, n, 0) : 0;
 }
 
 /* --- the type -------------------------------------------------------------------------- */
@@ -571,28 +594,44 @@ static uint32_t get_be32(const unsigned char *p) {
 
 enum { FEED_OK = 0, FEED_NOMEM = 1, FEED_SHAPE = 2, FEED_UTF8 = 3 };
 
-/* One grid block (its header checked by the caller). */
-static int feed_grid(ProfileObject *P, const unsigned char *data, size_t len, uint32_t rows) {
-    size_t pos = GRID_HEADER_SIZE; /* of the next value; len + 1 after the last one */
-    Py_ssize_t width = P->width;
-    for (uint32_t r = 0; r < rows; r++) {
-        for (Py_ssize_t k = 0; k < width; k++) {
-            if (pos > len) return FEED_SHAPE; /* fewer values than the header says */
-            const unsigned char *p = data + pos;
-            size_t n;
-            int high;
-            uint64_t h = hash_to_nul(p, data + len, &n, &high);
-            col_t *c = &P->cols[k];
-            if (n == 0) c->empties++;
-            else {
-                if (high && !utf8_valid(p, n)) return FEED_UTF8;
-                if (feed_value(P, c, p, n, h) < 0) return FEED_NOMEM;
-            }
-            pos += n + 1; /* past the NUL (or the end) */
-        }
-        P->rows++;
+/* One value of a grid block, p[:n], of column *k; then *k moves to the next column. */
+static inline int feed_cell(ProfileObject *P, Py_ssize_t *k, const unsigned char *p, size_t n,
+                            const unsigned char *end) {
+    col_t *c = &P->cols[*k];
+    *k = *k + 1 == P->width ? 0 : *k + 1;
+    if (n == 0) {
+        c->empties++;
+        return FEED_OK;
     }
-    return pos == len + 1 ? FEED_OK : FEED_SHAPE;
+    int high;
+    uint64_t h = hash_n(p, n, end, &high);
+    if (high && !utf8_valid(p, n)) return FEED_UTF8;
+    return feed_value(P, c, p, n, h) < 0 ? FEED_NOMEM : FEED_OK;
+}
+
+/* One grid block (its header checked by the caller). The NULs are found 64 bytes at a
+ * time, so that finding where a value starts never waits for the one before. */
+static int feed_grid(ProfileObject *P, const unsigned char *data, size_t len, uint32_t rows) {
+    const unsigned char *end = data + len, *start = data + GRID_HEADER_SIZE;
+    uint64_t values = (uint64_t)rows * (uint64_t)P->width, seen = 0;
+    Py_ssize_t k = 0;
+    int status;
+    for (const unsigned char *chunk = start; chunk < end; chunk += 64) {
+        size_t size = (size_t)(end - chunk) < 64 ? (size_t)(end - chunk) : 64;
+        uint64_t mask = nul_mask(chunk, size);
+        while (mask) {
+            const unsigned char *nul = chunk + __builtin_ctzll(mask);
+            mask &= mask - 1;
+            if (++seen >= values) return FEED_SHAPE; /* the last value ends at the end */
+            if ((status = feed_cell(P, &k, start, (size_t)(nul - start), end)) != FEED_OK)
+                return status;
+            start = nul + 1;
+        }
+    }
+    if (++seen != values) return FEED_SHAPE;
+    if ((status = feed_cell(P, &k, start, (size_t)(end - start), end)) != FEED_OK) return status;
+    P->rows += rows;
+    return FEED_OK;
 }
 
 static PyObject *Profile_feed_blocks(ProfileObject *self, PyObject *args) {
@@ -700,7 +739,8 @@ static PyObject *Profile_feed_rows(ProfileObject *self, PyObject *rows) {
                 continue;
             }
             int high;
-            uint64_t h = hash_n((const unsigned char *)p, (size_t)n, &high);
+            const unsigned char *v = (const unsigned char *)p;
+            uint64_t h = hash_n(v, (size_t)n, v + n, &high);
             if (feed_value(self, c, (const unsigned char *)p, (size_t)n, h) < 0) {
                 self->broken = 1;
                 Py_DECREF(seq);

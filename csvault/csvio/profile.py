@@ -196,7 +196,7 @@ class _Column:
         self.tmin = self.tmax = ""
         self.hashes: set[int] | None = set()
         self.registers: bytearray | None = None
-        self.candidates: list[tuple[int, str, bool]] = []  # (hash, cut text, is a token)
+        self.candidates: list[tuple[str, bool]] = []  # (cut text, is a token)
 
 
 class _PyProfile:
@@ -270,13 +270,13 @@ class _PyProfile:
             if not value:
                 c.empties += 1
                 continue
-            data = value.encode("utf-8")
-            h = _hash64(data)
             token = _TOKEN_INDEX.get(value)
             if token is not None:
+                if not c.tokens[token] and len(c.candidates) < _CANDIDATES:
+                    c.candidates.append((value, True))
                 c.tokens[token] += 1
-                self._candidate(c, h, value, True)
                 continue
+            h = _hash64(value.encode("utf-8"))
             first = c.other == 0
             c.other += 1
             flags = c.flags
@@ -322,22 +322,18 @@ class _PyProfile:
                 elif value > c.tmax:
                     c.tmax = value
             c.flags = flags
-            if c.hashes is not None:
+            if c.hashes is None:
+                assert c.registers is not None
+                _hll_add(c.registers, h)
+            elif h not in c.hashes:
                 c.hashes.add(h)
                 if len(c.hashes) > self.bound:
                     c.registers = bytearray(HLL_M)
                     for old in c.hashes:
                         _hll_add(c.registers, old)
                     c.hashes = None
-            else:
-                assert c.registers is not None
-                _hll_add(c.registers, h)
-            self._candidate(c, h, value, False)
-
-    @staticmethod
-    def _candidate(c: _Column, h: int, value: str, token: bool) -> None:
-        if len(c.candidates) < _CANDIDATES and all(h != seen for seen, _, _ in c.candidates):
-            c.candidates.append((h, value[:EXAMPLE_CHARS], token))
+                if len(c.candidates) < _CANDIDATES:
+                    c.candidates.append((value[:EXAMPLE_CHARS], False))
 
     def state(self) -> list[tuple[Any, ...]]:
         """Each column's raw state (see :func:`_column_result`)."""
@@ -353,7 +349,7 @@ class _PyProfile:
                 *((c.tmin, c.tmax) if c.other and c.flags & F_DATETIME else (None, None)),
                 None if c.hashes is None else len(c.hashes),
                 None if c.registers is None else bytes(c.registers),
-                [(text, token) for _, text, token in c.candidates],
+                list(c.candidates),
             )
             for c in self._columns
         ]
