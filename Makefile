@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Re-install when the dependencies or the C fast path change.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py csvault/csvio/_csvblocks.c | sha1sum | cut -c1-12)
+NATIVE := csvault/csvio/_csvblocks.c csvault/csvio/_profile.c
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py $(NATIVE) | sha1sum | cut -c1-12)
 PORT ?= 8000
 HOST ?= 127.0.0.1
 export PORT HOST
@@ -12,7 +13,7 @@ export PORT HOST
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py csvault/csvio/_csvblocks.c
+$(STAMP): pyproject.toml setup.py $(NATIVE)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "csvault needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -1,7 +1,8 @@
 """Build the optional C fast path of the ingest (everything else is in pyproject.toml).
 
-``csvault.csvio._csvblocks`` (csvault/csvio/_csvblocks.c) needs a C compiler
-(Debian: ``gcc``) and Python's headers. If it cannot be built the install still
+``csvault.csvio._csvblocks`` (csvault/csvio/_csvblocks.c, and the column profile of
+csvault/csvio/_profile.c) needs a C compiler (Debian: ``gcc``) and Python's headers.
+If it cannot be built the install still
 succeeds and the ingest reads every file with the reference Python reader (same
 rows, slower); ``make bench`` says which one ran. ``CSVAULT_REQUIRE_NATIVE=1`` makes a
 failed build fail the install (CI sets it). A module left by an earlier build is
@@ -48,7 +49,7 @@ setup(
     ext_modules=[
         Extension(
             "csvault.csvio._csvblocks",
-            ["csvault/csvio/_csvblocks.c"],
+            ["csvault/csvio/_csvblocks.c", "csvault/csvio/_profile.c"],
             extra_compile_args=["-O2"],
         )
     ],

@@ -11,6 +11,9 @@ stage including the ones before it:
 3. ``seal``     - + ``RowCipher.seal_blocks`` (serialise blocks of rows, AES-256-GCM);
 4. ``frame``    - + the binary COPY tuples (``RowBatch.add_rows``, what the ingest runs);
 
+with ``--profile``, the C fast path reading the file to grid blocks alone and with
+the column profile (``csvault.csvio.profile``) fed every block, and the profile's
+share;
 with ``--formats``, the in-process ingest of the file as UTF-8 with and without the
 column profile and as Windows-1252 (detected, transcoded), each timed against the first;
 then, with ``--pg-side``, PostgreSQL's CPU per row for the same COPY stream into
@@ -133,6 +136,49 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
             _timed(label, rows, fn, repeat)
     finally:
         gc.enable()
+
+
+def profile_stage(csv_file: Path, rows: int, repeat: int) -> None:
+    """CPU of the fast path's reading to grid blocks, alone and with the column profile."""
+    from ingest_bench import COLUMNS
+
+    from csvault.csvio.fastcsv import open_fast_blocks
+    from csvault.csvio.limits import CsvLimits
+    from csvault.csvio.profile import Profiler
+
+    def read(profile: bool) -> None:
+        fast = open_fast_blocks(
+            iter(lambda: source.read(1 << 20), b""), columns=list(COLUMNS), has_header=True,
+            delimiter=",", encoding="utf-8", limits=CsvLimits(),
+        )  # fmt: skip
+        assert fast is not None, "the C fast path is not built"
+        profiler = Profiler(len(COLUMNS), decimal_comma=False)
+        while (got := fast.read(20_000)) is not None and got[1]:
+            if profile:
+                profiler.feed_blocks(got[0])
+
+    data = csv_file.read_bytes()
+    source = io.BytesIO(data)
+    print(f"profile ({rows:,} rows, {len(COLUMNS)} columns, gc off):")
+    gc.disable()
+    try:
+        times = []
+        for label, profile in (("fast", False), ("+profile", True)):
+
+            def run(profile: bool = profile) -> None:
+                nonlocal source
+                source = io.BytesIO(data)
+                read(profile)
+
+            times.append(_timed(label, rows, run, repeat))
+    finally:
+        gc.enable()
+    extra = times[1] - times[0]
+    print(
+        f"  profile: {extra:.3f} s CPU, {extra / times[0] * 100:.0f} % of the fast path's,"
+        f" {extra / (rows * len(COLUMNS)) * 1e9:.1f} ns a value",
+        flush=True,
+    )
 
 
 def pg_side(csv_file: Path, rows: int) -> None:
@@ -379,6 +425,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="best of N per stage")
     parser.add_argument("--gc-on", action="store_true", help="keep the cyclic GC running")
     parser.add_argument("--skip-stages", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="the column profile's cost on the fast path"
+    )
     parser.add_argument("--database", action="store_true", help="also scan+ingest in-process")
     parser.add_argument(
         "--pg-side", action="store_true", help="PostgreSQL's CPU per row, with and without the PK"
@@ -394,6 +443,8 @@ def main(argv: list[str]) -> int:
     print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}, nproc {os.cpu_count()}")
     if not args.skip_stages:
         stages(csv_file, args.rows, args.batch, args.repeat, gc_off=not args.gc_on)
+    if args.profile:
+        profile_stage(csv_file, args.rows, args.repeat)
     if args.database or args.pg_side or args.formats:
         from django.core.management import call_command
 

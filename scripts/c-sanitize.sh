@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The C parser (csvault/csvio/_csvblocks.c) under AddressSanitizer and UBSan: built
+# The C parser (csvault/csvio/_csvblocks.c, with the column profile of _profile.c) under
+# AddressSanitizer and UBSan: built
 # into a temporary directory (the package's own build is left alone), loaded through
 # CSVAULT_FASTCSV_MODULE_DIR, then tests/csvio's differential tests run against it with
 # CSVAULT_TEST_EXAMPLES times their Hypothesis examples. Then atheris fuzzes it:
@@ -20,9 +21,10 @@ include="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"
 suffix="$("$python" -c 'import importlib.machinery as m; print(m.EXTENSION_SUFFIXES[0])')"
 module="$build/_csvblocks$suffix"
 flags=(-shared -fPIC -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1
-  -Wall -Wextra -Werror -I"$include" -DOUT_FIRST_CAP=1 -DBLOCKS_FIRST_CAP=1)
+  -Wall -Wextra -Werror -I"$include" -DOUT_FIRST_CAP=1 -DBLOCKS_FIRST_CAP=1 -DTABLE_FIRST_CAP=2)
+sources=(csvault/csvio/_csvblocks.c csvault/csvio/_profile.c)
 echo "== building $module with ASan and UBSan"
-gcc "${flags[@]}" -fsanitize=address,undefined csvault/csvio/_csvblocks.c -o "$module"
+gcc "${flags[@]}" -fsanitize=address,undefined "${sources[@]}" -o "$module"
 if ! nm -D "$module" | grep -q __asan_report || ! nm -D "$module" | grep -q __ubsan_handle; then
   echo "c-sanitize: $module is not instrumented" >&2
   exit 1
@@ -63,7 +65,8 @@ log="$build/pytest.log"
 status=0
 sanitized "$python" -m pytest -q -p no:cacheprovider --capture=sys \
   --hypothesis-show-statistics \
-  tests/csvio/test_fastcsv.py tests/csvio/test_csvblocks_args.py >"$log" 2>&1 || status=$?
+  tests/csvio/test_fastcsv.py tests/csvio/test_csvblocks_args.py tests/csvio/test_profile.py \
+  >"$log" 2>&1 || status=$?
 if [ "$status" != 0 ]; then
   cat "$log"
   echo "c-sanitize: the differential tests failed under ASan/UBSan (exit $status)" >&2
@@ -88,7 +91,7 @@ fi
 mkdir -p "$build/fuzz" "$build/corpus" var/fuzz
 echo "== fuzzing a UBSan build for $fuzz_seconds s (atheris)"
 gcc "${flags[@]}" -fsanitize=undefined -fsanitize-coverage=trace-cmp \
-  csvault/csvio/_csvblocks.c -o "$build/fuzz/_csvblocks$suffix"
+  "${sources[@]}" -o "$build/fuzz/_csvblocks$suffix"
 fuzz_log="$build/fuzz.log"
 status=0
 PYTHONPATH=. CSVAULT_FASTCSV_MODULE_DIR="$build/fuzz" \

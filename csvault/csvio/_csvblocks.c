@@ -41,6 +41,9 @@
  * max_row >= 2 (blank lines are skipped unmeasured, and CRLF is 2 bytes);
  * block_bytes >= 1; max_rows >= 0. Out of range: ValueError (beyond a
  * Py_ssize_t: OverflowError).
+ *
+ * The module also holds the Profile type of _profile.c (csvault/csvio/profile.py's
+ * C implementation), added by profile_add_type.
  */
 #define PY_SSIZE_T_CLEAN
 
@@ -326,6 +329,8 @@ done:
     return result;
 }
 
+int profile_add_type(PyObject *module); /* _profile.c */
+
 static PyMethodDef methods[] = {
     {"parse", parse, METH_VARARGS, "Parse complete CSV rows into grid blocks (see the source)."},
     {NULL, NULL, 0, NULL},
@@ -338,7 +343,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__csvblocks(void) {
     PyObject *m = PyModule_Create(&module);
     if (m && (PyModule_AddIntConstant(m, "GRID_FORMAT", GRID_FORMAT) < 0 ||
-              PyModule_AddIntConstant(m, "GRID_HEADER_SIZE", GRID_HEADER_SIZE) < 0)) {
+              PyModule_AddIntConstant(m, "GRID_HEADER_SIZE", GRID_HEADER_SIZE) < 0 ||
+              profile_add_type(m) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
