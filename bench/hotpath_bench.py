@@ -325,9 +325,9 @@ def cp1252_copy(csv_file: Path) -> Path:
 def formats(csv_file: Path, rows: int, repeat: int) -> None:
     """Ingest time of the same rows: UTF-8 with and without the profile, and Windows-1252
     (detected and transcoded for the fast path), best of ``repeat`` each."""
-    import csvault.pipeline.ingest as ingest_module
+    import csvault.pipeline.profiling as profiling
 
-    real = ingest_module.Profiler
+    real = profiling.Profiler
     cp1252 = cp1252_copy(csv_file)
     variants = [
         ("utf-8, no profile", csv_file, _NoProfile),
@@ -337,11 +337,11 @@ def formats(csv_file: Path, rows: int, repeat: int) -> None:
     best: dict[str, float] = {}
     for _ in range(repeat):
         for label, path, profiler in variants:
-            ingest_module.Profiler = profiler  # type: ignore[misc,assignment]
+            profiling.Profiler = profiler  # type: ignore[misc,assignment]
             try:
                 seconds = in_process(path, rows, quiet=True)
             finally:
-                ingest_module.Profiler = real  # type: ignore[misc]
+                profiling.Profiler = real  # type: ignore[misc]
             best[label] = min(best.get(label, seconds), seconds)
     base = best["utf-8, no profile"]
     print(f"ingest by format (in-process, best of {repeat}, {rows:,} rows):")

@@ -28,12 +28,13 @@ Format rules (the documented behaviour the rest of csvault relies on):
   a row). Blank lines inside a quoted value are part of the value.
 * Values are returned exactly as written: no trimming, no type conversion,
   empty strings kept, line breaks inside quoted values kept verbatim.
-* Header: the first non-blank row. Its names must be non-blank; they are kept
-  exactly, except for two spreadsheet habits, tolerated and recorded in
-  ``CsvStream.warnings``: empty names at the end of the header are dropped with
-  their columns (a value in such a column is an error, ``value_in_unnamed_column``;
-  rows may stop before those columns), and a repeated name gets a suffix (``_2``,
-  ``_3``... the first free one). A header-only file has no rows. With
+* Header: the first non-blank row. Its names are kept exactly, except for three
+  spreadsheet habits, tolerated and recorded in ``CsvStream.warnings``: empty names
+  at the end of the header are dropped with their columns (a value in such a column
+  is an error, ``value_in_unnamed_column``; rows may stop before those columns),
+  another empty name becomes ``column_N`` (N: its position), and a repeated name
+  gets a suffix (``_2``, ``_3``... the first free one). A header without any name is
+  an error. A header-only file has no rows. With
   ``has_header=False`` the columns are named ``column_1`` ... and the first row is
   data row 1.
 * Every data row must have as many fields as the header.
@@ -259,22 +260,22 @@ class CsvStream:
         return self._header_names(first, line)
 
     def _header_names(self, first: list[str], line: int) -> list[str]:
-        """The column names of a header row, with two spreadsheet habits tolerated (and
+        """The column names of a header row, with three spreadsheet habits tolerated (and
         recorded in :attr:`warnings`): empty-named columns at the end are dropped (every
-        value in them must be empty: read_rows checks), and a repeated name gets a
-        suffix (``name_2``, ``name_3``...). Any other empty name is an error."""
+        value in them must be empty: read_rows checks), another empty name becomes
+        ``column_N`` (R's row-name column, say), and a repeated name gets a suffix
+        (``name_2``, ``name_3``...). A header with no name at all is an error."""
+        if not any(name.strip() for name in first):
+            raise CsvDataError(
+                "empty_header",
+                "The header has no column names; name the columns, or upload the file "
+                "again with has_header=false.",
+                column=1,
+                line=line,
+            )
         kept = len(first)
-        while kept > 1 and not first[kept - 1].strip():
+        while not first[kept - 1].strip():
             kept -= 1
-        for column, name in enumerate(first[:kept], start=1):
-            if not name.strip():
-                # Names stay out of errors: errors are stored in clear, names encrypted.
-                raise CsvDataError(
-                    "empty_header",
-                    f"Column {column} of the header is empty; give it a name.",
-                    column=column,
-                    line=line,
-                )
         if kept < len(first):
             self._dropped = len(first) - kept
             self.warnings.append(
@@ -286,11 +287,26 @@ class CsvStream:
                     "columns": list(range(kept + 1, len(first) + 1)),
                 }
             )
+        first = list(first[:kept])
+        unnamed = [column for column, name in enumerate(first, 1) if not name.strip()]
+        for column in unnamed:
+            first[column - 1] = f"column_{column}"
+        if unnamed:
+            listed = ", ".join(map(str, unnamed[:10])) + (" ..." if len(unnamed) > 10 else "")
+            self.warnings.append(
+                {
+                    "code": "unnamed_columns",
+                    "message": f"Header column{'s' if len(unnamed) > 1 else ''} {listed} "
+                    f"{'have' if len(unnamed) > 1 else 'has'} no name; named column_N "
+                    "(N: the column's position).",
+                    "columns": unnamed,
+                }
+            )
         names: list[str] = []
-        taken = set(first[:kept])
+        taken = set(first)
         first_seen: dict[str, int] = {}
         renamed: list[dict[str, object]] = []
-        for column, name in enumerate(first[:kept], start=1):
+        for column, name in enumerate(first, start=1):
             if name not in first_seen:
                 first_seen[name] = column
                 names.append(name)

@@ -50,7 +50,6 @@ from csvault.csvio.detect import (
 from csvault.csvio.errors import CsvDataError
 from csvault.csvio.fastcsv import FastBlocks, open_fast_blocks
 from csvault.csvio.limits import CsvLimits
-from csvault.csvio.profile import Profiler
 from csvault.csvio.reader import CsvStream, open_csv
 from csvault.csvio.tail import Tail
 from csvault.csvio.transcode import Utf8Chunks
@@ -65,6 +64,7 @@ from csvault.pipeline.claims import (
     claim,
     file_corrupt_error,
 )
+from csvault.pipeline.profiling import BackgroundProfile
 from csvault.pipeline.rowstore import RowBatch, rows_batch, rows_delete, rows_write_batch
 from csvault.pipeline.writer import BackgroundWriter
 
@@ -189,8 +189,8 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
                 encoding="utf-8",
                 limits=csv_limits(),
             )
-        profiler = Profiler(len(stream.columns), decimal_comma=found.delimiter != ",")
-        with _gc_paused(), BackgroundWriter() as writer:
+        profiler = BackgroundProfile(len(stream.columns), decimal_comma=found.delimiter != ",")
+        with _gc_paused(), profiler, BackgroundWriter() as writer:
             run = IngestRun(dataset, claimed, cipher, writer, profiler)
             try:
                 if fast is not None:
@@ -287,7 +287,7 @@ class IngestRun:
         claimed: Claim,
         cipher: RowCipher,
         writer: BackgroundWriter,
-        profiler: Profiler,
+        profiler: BackgroundProfile,
     ) -> None:
         self.dataset_id = dataset.id
         # Every row of the file goes through the profile once per run, those skipped

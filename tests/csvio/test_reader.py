@@ -270,8 +270,7 @@ MALFORMED = [
     ("only_blank_lines", b"\n\r\n\n", {}, "empty_file", None, None, None, None),
     ("only_a_bom", U8, {}, "empty_file", None, None, None, None),
     ("empty_file_without_header", b"", {"has_header": False}, "empty_file", None, None, None, None),
-    ("empty_header_name", b"a,,c\n1,2,3\n", {}, "empty_header", None, 2, 1, None),
-    ("blank_header_name", b"\n\n ,a\n", {}, "empty_header", None, 1, 3, None),
+    ("no_header_name_at_all", b"\n\n , ,\n", {}, "empty_header", None, 1, 3, None),
     (
         "value_under_dropped_column",
         b"a,b,,\n1,2,,\n3,4,,5\n",
@@ -413,8 +412,14 @@ def test_it_names_the_first_row_when_there_is_no_header() -> None:
     assert error.message == "Row 2 (line 2) has 1 field; expected 2 like the first row."
 
 
-def test_it_names_an_empty_header_column() -> None:
-    assert error_of(b"a, ,c\n").message == "Column 2 of the header is empty; give it a name."
+def test_it_names_an_unnamed_header_column_by_its_position_with_a_warning() -> None:
+    # R's write.csv: an unnamed row-name column first.
+    stream = open_csv([b'"","x","column_1"\n"1",2,3\n'])
+    assert stream.columns == ["column_1", "x", "column_1_2"]
+    assert stream.header_as_read == ["", "x", "column_1"]
+    assert all_rows(stream) == [["1", "2", "3"]]
+    assert [w["code"] for w in stream.warnings] == ["unnamed_columns", "duplicate_header"]
+    assert stream.warnings[0]["columns"] == [1]
 
 
 def test_it_drops_empty_columns_at_the_end_of_the_header_with_a_warning() -> None:

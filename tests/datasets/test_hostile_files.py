@@ -228,7 +228,12 @@ FILE_CASES = [
         Completed(["id", "name", "id_2"], [["1", "2", "3"]]),
     ),
     Case("empty-trailing-header", b"id,x,,\n1,2,,\n", Completed(["id", "x"], [["1", "2"]])),
-    Case("empty-header", b"id,,x\n1,2,3\n", Failed("empty_header", column=2, says=("Column 2",))),
+    Case("empty-header", b"id,,x\n1,2,3\n", Completed(["id", "column_2", "x"], [["1", "2", "3"]])),
+    Case(
+        "no-header-name",
+        b" ,,\n1,2,3\n",
+        Failed("empty_header", column=1, says=("no column names",)),
+    ),
     Case(
         "value-under-an-empty-trailing-header",
         b"id, \n1,2\n",
