@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,64 @@ def test_eicar_is_found_whatever_the_encoding(celery_worker, api, encoding, bom)
     dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
     assert dataset.status == "rejected", dataset.error
     assert dataset.error["code"] == "malware_found"
+
+
+AIRQUALITY = Path(__file__).resolve().parents[1] / "csvio" / "data" / "airquality.csv"
+
+
+def test_the_profile_of_a_public_dataset_with_na(celery_worker, api, other_api):
+    # R's airquality as Rdatasets exports it: an unnamed row-name column, NA for missing.
+    response = upload(api, AIRQUALITY.read_bytes(), filename="airquality.csv")
+    dataset_id = response.json()["id"]
+    assert api.get(f"/api/datasets/{dataset_id}/profile/").status_code in (200, 409)
+    dataset = wait_for_status(dataset_id, {"completed", "failed"})
+    assert dataset.status == "completed", dataset.error
+    detail = api.get(f"/api/datasets/{dataset_id}/").json()
+    assert [w["code"] for w in detail["warnings"]] == ["unnamed_columns"]
+    answer = api.get(f"/api/datasets/{dataset_id}/profile/")
+    assert answer.status_code == 200
+    profile = answer.json()
+    assert profile["row_count"] == 153
+    columns = {c["name"]: c for c in profile["columns"]}
+    assert list(columns) == ["column_1", "Ozone", "Solar.R", "Wind", "Temp", "Month", "Day"]
+    facts = {
+        "column_1": ("integer", 0, 1, 153, 153),
+        "Ozone": ("integer", 37, 1, 168, None),
+        "Solar.R": ("integer", 7, 7, 334, None),
+        "Wind": ("number", 0, 1.7, 20.7, None),
+        "Temp": ("integer", 0, 56, 97, None),
+        "Month": ("integer", 0, 5, 9, 5),
+        "Day": ("integer", 0, 1, 31, 31),
+    }
+    for name, (kind, nulls, low, high, distinct) in facts.items():
+        column = columns[name]
+        assert (column["type"], column["nulls"], column["min"], column["max"]) == (
+            kind,
+            nulls,
+            low,
+            high,
+        ), name
+        assert column["count"] + column["nulls"] == 153
+        assert column["distinct_exact"] is True
+        if distinct is not None:
+            assert column["distinct"] == distinct, name
+        assert "NA" not in column["examples"]
+    # Values inside: stored encrypted, and only for the owner.
+    dataset.refresh_from_db()
+    assert b"Ozone" not in bytes(dataset.profile_ciphertext)
+    assert other_api.get(f"/api/datasets/{dataset_id}/profile/").status_code == 404
+
+
+def test_decimal_commas_of_a_semicolon_file_are_numbers(celery_worker, api):
+    content = csv_text(ROWS, ";").encode("cp1252")
+    dataset_id = upload(api, content).json()["id"]
+    assert wait_for_status(dataset_id, {"completed", "failed"}).status == "completed"
+    columns = api.get(f"/api/datasets/{dataset_id}/profile/").json()["columns"]
+    betrag = columns[1]
+    assert (betrag["name"], betrag["type"], betrag["min"], betrag["max"]) == (
+        "Betrag",
+        "number",
+        -3.2,
+        1000.0,
+    )
+    assert [c["type"] for c in columns] == ["text", "number", "text", "text"]
