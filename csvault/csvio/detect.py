@@ -24,6 +24,7 @@ import codecs
 import csv
 import functools
 import io
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -48,9 +49,6 @@ LEGACY_CANDIDATES = (
     "cp1257",
     "iso8859-2",
     "koi8-r",
-    "mac-roman",
-    "cp437",
-    "cp850",
 )
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE, whose mark starts it
@@ -82,20 +80,22 @@ def bom_of(head: bytes) -> tuple[str, int] | None:
 
 @functools.lru_cache(maxsize=64)
 def _single_byte(name: str) -> bool:
-    """True for an ASCII-compatible encoding of one byte per character (cp1252, latin-1...)."""
+    """True for an ASCII-compatible charmap codec (cp1252, iso8859-x, koi8-r...), or
+    Latin-1: one byte is one character, whatever came before, so any chunk decodes on
+    its own. Stateful and escape codecs (iso2022, unicode-escape, idna...) are not."""
     try:
-        if bytes(range(128)).decode(name) != "".join(map(chr, range(128))):
-            return False
-        decoder = codecs.getincrementaldecoder(name)()
-    except (LookupError, UnicodeDecodeError, TypeError):
+        info = codecs.lookup(name)
+    except LookupError:
         return False
-    for byte in range(128, 256):
-        try:
-            if len(decoder.decode(bytes([byte]), final=False)) != 1:
-                return False  # the start of a longer sequence: a multi-byte encoding
-        except UnicodeDecodeError:
-            decoder.reset()  # a byte this encoding leaves undefined
-    return True
+    if info.name == "iso8859-1":
+        return True
+    module = sys.modules.get(type(getattr(info.decode, "__self__", None)).__module__)
+    if module is None or getattr(module, "decoding_table", None) is None:
+        return False
+    try:
+        return bytes(range(128)).decode(name) == "".join(map(chr, range(128)))
+    except UnicodeDecodeError:
+        return False
 
 
 def encoding_option(name: str | None) -> str:
@@ -173,21 +173,30 @@ def is_utf8(data: bytes, *, final: bool) -> bool:
 
 def legacy_encoding(sample: bytes) -> str:
     """The single-byte encoding that reads ``sample`` best (never fails: Latin-1 reads
-    every byte)."""
+    every byte). Windows-1252 wins whenever charset-normalizer does not find another
+    candidate clearly better (more coherent text, or a different text under it)."""
     from charset_normalizer import from_bytes  # imported here: costs ~0.1 s
 
-    best = from_bytes(sample, cp_isolation=list(LEGACY_CANDIDATES)).best()
-    choice = codecs.lookup(best.encoding).name if best is not None else "cp1252"
+    results = list(from_bytes(sample, cp_isolation=list(LEGACY_CANDIDATES)))
+    western = next((r for r in results if codecs.lookup(r.encoding).name == "cp1252"), None)
     try:
-        text = sample.decode(choice)
+        as_cp1252: str | None = sample.decode("cp1252")
     except UnicodeDecodeError:
-        text, choice = "", ""
-    try:
-        if sample.decode("cp1252") == text or not choice:
-            return "cp1252"
-    except UnicodeDecodeError:
-        pass
-    return choice or "iso8859-1"
+        as_cp1252 = None
+    if not results:
+        return "cp1252" if as_cp1252 is not None else "iso8859-1"
+    best = results[0]
+    choice = codecs.lookup(best.encoding).name
+    if as_cp1252 is not None and (
+        sample.decode(choice, errors="replace") == as_cp1252
+        or (
+            western is not None
+            and western.chaos <= best.chaos
+            and western.coherence >= best.coherence
+        )
+    ):
+        return "cp1252"
+    return choice
 
 
 def _sample_rows(text: str, delimiter: str) -> list[int]:
@@ -292,6 +301,9 @@ class Probe:
         self._size = 0
         self._utf8 = codecs.getincrementaldecoder("utf-8")() if not encoding else None
         self._invalid: bytes | None = None
+        # Multi-byte UTF-8 seen before any invalid byte: then the file is UTF-8 with an
+        # error in it (the ingest names its offset), not another encoding.
+        self._utf8_text = False
 
     def watch(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Yield ``chunks`` unchanged, looking at each."""
@@ -309,7 +321,11 @@ class Probe:
             return
         try:
             self._utf8.decode(chunk)
+            self._utf8_text = True
         except UnicodeDecodeError as exc:
+            if self._utf8_text or not chunk[: exc.start].isascii():
+                self._utf8 = None  # UTF-8 with a bad byte: stop checking
+                return
             start = max(0, exc.start - SAMPLE_BYTES // 2)
             self._invalid = bytes(chunk[start : start + SAMPLE_BYTES])
 

@@ -43,6 +43,7 @@ from csvault.csvio.detect import (
     DELIMITER_NAMES,
     SAMPLE_BYTES,
     Detected,
+    bom_of,
     consistent_delimiter,
     decode_sample,
     detect,
@@ -189,7 +190,9 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
                 encoding="utf-8",
                 limits=csv_limits(),
             )
-        profiler = BackgroundProfile(len(stream.columns), decimal_comma=found.delimiter != ",")
+        # A decimal comma is read as one in ;-separated files only (elsewhere 1,234 is
+        # as likely a thousands separator).
+        profiler = BackgroundProfile(len(stream.columns), decimal_comma=found.delimiter == ";")
         with _gc_paused(), profiler, BackgroundWriter() as writer:
             run = IngestRun(dataset, claimed, cipher, writer, profiler)
             try:
@@ -212,8 +215,9 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
 
 
 def _file_format(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]]) -> Detected:
-    """The encoding and delimiter the scan recorded; detected here for a dataset that
-    has none yet (queued before the scan recorded them)."""
+    """The encoding and delimiter the scan recorded. A dataset scanned before the scan
+    recorded them is read as it was scanned: UTF-8, or UTF-16 after a byte order mark
+    (the only encodings its scan saw as text)."""
     if dataset.encoding and dataset.delimiter:
         return Detected(
             dataset.encoding,
@@ -222,7 +226,11 @@ def _file_format(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]])
             dataset.delimiter_detected,
         )
     head, final = _head(dataset, plaintext)
-    return detect(head, final=final, encoding=dataset.encoding, delimiter=dataset.delimiter)
+    bom = bom_of(head)
+    encoding = dataset.encoding or (
+        bom[0] if bom is not None and bom[0] in ("utf-8", "utf-16-le", "utf-16-be") else "utf-8"
+    )
+    return detect(head, final=final, encoding=encoding, delimiter=dataset.delimiter)
 
 
 def _head(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]]) -> tuple[bytes, bool]:

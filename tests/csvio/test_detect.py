@@ -46,6 +46,12 @@ TEXT = "name;city\r\nJosé;Köln\r\nZoë;Zürich\r\n"
         (b"a,b\n1,2\n", "utf-8"),
         (TEXT.encode("cp1252"), "cp1252"),
         ("имя;город\nИван;Москва\nПётр;Санкт-Петербург\n".encode("cp1251"), "cp1251"),
+        ("nom,prix\nCrème brûlée,5\nPâté,3\n".encode("cp1252"), "cp1252"),
+        ("a,b\n1,é\n".encode("cp1252"), "cp1252"),
+        (
+            "imie,miasto\nŁukasz Wąsowski,Łódź\nZażółć gęślą jaźń,Kraków\n".encode("cp1250"),
+            "cp1250",
+        ),
     ],
 )
 def test_the_encoding_is_detected_from_the_bytes(raw: bytes, encoding: str) -> None:
@@ -66,6 +72,14 @@ def test_a_late_non_utf8_byte_switches_the_probe_to_a_legacy_encoding() -> None:
     found = probe.result()
     assert (found.encoding, found.encoding_detected) == ("cp1252", True)
     assert (found.delimiter, found.delimiter_detected) == (",", True)
+
+
+def test_utf8_text_with_one_bad_byte_later_stays_utf8() -> None:
+    # Read as cp1252 it would complete as mojibake; as UTF-8 the ingest names the byte.
+    raw = ("José,Zürich\n" * 8000).encode() + b"Ren\xe9,Paris\n"
+    probe = Probe()
+    list(probe.watch([raw[i : i + 65536] for i in range(0, len(raw), 65536)]))
+    assert probe.result().encoding == "utf-8"
 
 
 def test_a_utf8_byte_order_mark_keeps_utf8_whatever_follows() -> None:
@@ -125,7 +139,11 @@ def test_encoding_options(given, stored) -> None:
     assert encoding_option(given) == stored
 
 
-@pytest.mark.parametrize("given", ["klingon", "shift_jis", "utf-7", "cp037", "base64", "rot13"])
+@pytest.mark.parametrize(
+    "given",
+    ["klingon", "shift_jis", "utf-7", "cp037", "base64", "rot13", "iso2022_jp", "unicode-escape",
+     "raw-unicode-escape", "idna"],
+)  # fmt: skip
 def test_unsupported_encodings_are_refused(given) -> None:
     with pytest.raises(CsvDataError) as caught:
         encoding_option(given)
