@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Re-install when the dependencies or the C fast path change.
-NATIVE := csvault/csvio/_csvblocks.c csvault/csvio/_profile.c
+NATIVE := csvault/csvio/_csvblocks.c csvault/csvio/_profile.c csvault/csvio/_utf8.h
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py $(NATIVE) | sha1sum | cut -c1-12)
 PORT ?= 8000
 HOST ?= 127.0.0.1

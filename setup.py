@@ -50,6 +50,7 @@ setup(
         Extension(
             "csvault.csvio._csvblocks",
             ["csvault/csvio/_csvblocks.c", "csvault/csvio/_profile.c"],
+            depends=["csvault/csvio/_utf8.h"],
             extra_compile_args=["-O2"],
         )
     ],

@@ -55,6 +55,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_utf8.h"
+
 /* First capacities of the output and of the block list. scripts/c-sanitize.sh builds
  * with both at 1, so that small inputs cross every capacity boundary under ASan. */
 #ifndef OUT_FIRST_CAP
@@ -81,31 +83,6 @@ static int out_reserve(out_t *o, size_t extra) {
     o->data = data;
     o->cap = cap;
     return 0;
-}
-
-/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), 0 if invalid,
- * -1 if it may be valid but is cut off by end. Same rules as Python's strict
- * UTF-8 decoder: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static int utf8_len(const unsigned char *p, const unsigned char *end) {
-    unsigned char c = p[0];
-    int n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        else if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        else if (c == 0xF4) hi = 0x8F;
-    } else return 0;
-    for (int i = 1; i < n; i++) {
-        if (p + i >= end) return -1;
-        unsigned char b = p[i];
-        if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return 0;
-    }
-    return n;
 }
 
 /* Bytes to step over for the character at q (q < end): > 0, or -ROW_DECLINE for NUL

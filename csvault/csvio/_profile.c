@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "_utf8.h"
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -183,32 +185,16 @@ static inline uint64_t nul_mask(const unsigned char *p, size_t n) {
     return mask;
 }
 
-/* Strict UTF-8, as Python decodes it: no overlong forms, surrogates or code points
- * past U+10FFFF. */
+/* Strict UTF-8 (_utf8.h) over a whole value. */
 static int utf8_valid(const unsigned char *p, size_t n) {
     const unsigned char *end = p + n;
     while (p < end) {
-        unsigned char c = *p;
-        if (c < 0x80) {
+        if (*p < 0x80) {
             p++;
             continue;
         }
-        int len;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            else if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            else if (c == 0xF4) hi = 0x8F;
-        } else return 0;
-        if (end - p < len) return 0;
-        if (p[1] < lo || p[1] > hi) return 0;
-        for (int i = 2; i < len; i++)
-            if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+        int len = utf8_len(p, end);
+        if (len <= 0) return 0;
         p += len;
     }
     return 1;
