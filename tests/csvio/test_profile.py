@@ -377,7 +377,7 @@ def feed_mixed(profiler: Profiler, rows: list[list[str]], sizes: list[int], how:
 
 
 @needs_c
-@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=tables(),
     decimal_comma=st.booleans(),
