@@ -96,3 +96,18 @@ class RequestContextMiddleware:
 @receiver(request_finished)
 def _clear_request_context(**_: Any) -> None:
     logs.clear()
+
+
+class ApiNoStoreMiddleware:
+    """``Cache-Control: no-store`` on every API answer that sets no policy of its own:
+    details, rows, profiles and event streams hold decrypted data that no browser or
+    proxy cache may keep."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path.startswith("/api/") and not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response

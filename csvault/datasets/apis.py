@@ -198,7 +198,7 @@ class DatasetEventsApi(StreamingApi):
             progress_events(owner=owner, dataset_id=dataset_id),  # type: ignore[arg-type]
             content_type="text/event-stream",
         )
-        response["Cache-Control"] = "no-cache"
+        response["Cache-Control"] = "no-store"
         response["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
         return response
 

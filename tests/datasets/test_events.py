@@ -43,7 +43,7 @@ def test_a_finished_dataset_streams_its_progress_and_the_end(api):
     response = api.get(f"/api/datasets/{dataset_id}/events/", HTTP_ACCEPT="text/event-stream")
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
-    assert response["Cache-Control"] == "no-cache"
+    assert response["Cache-Control"] == "no-store"
     events = parse(response.streaming_content)
     assert [name for name, _ in events] == ["progress", "end"]
     assert events[-1][1]["status"] == "completed"
