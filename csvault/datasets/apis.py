@@ -23,7 +23,12 @@ from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
 from csvault.core.errors import UploadRejected
 from csvault.datasets.events import progress_events
-from csvault.datasets.export import dataset_export, export_response, parse_export_format
+from csvault.datasets.export import (
+    dataset_export,
+    export_response,
+    parse_export_format,
+    parse_formula_safe,
+)
 from csvault.datasets.models import Dataset
 from csvault.datasets.quotas import quota_check
 from csvault.datasets.selectors import (
@@ -291,13 +296,17 @@ class DatasetExportApi(StreamingApi):
         self, request: Request, dataset_id: str, *, with_body: bool
     ) -> StreamingHttpResponse:
         export_format = parse_export_format(request.query_params.get("format"))
+        formula_safe = parse_formula_safe(request.query_params.get("formula_safe"))
         dataset = dataset_get(owner=request.user, dataset_id=dataset_id)  # type: ignore[arg-type]
-        export = dataset_export(dataset=dataset, export_format=export_format)
+        export = dataset_export(
+            dataset=dataset, export_format=export_format, formula_safe=formula_safe
+        )
         if with_body:
             audit_record(
                 AuditAction.EXPORT,
                 request=request,
                 dataset_id=dataset.id,
                 format=export_format.value,
+                formula_safe=formula_safe,
             )
         return export_response(export, with_body=with_body)

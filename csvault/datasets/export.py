@@ -12,10 +12,13 @@ Formats:
   is always written first, also for datasets uploaded with ``has_header=false``
   (their generated names ``column_1``, ``column_2``... ), so every export has
   the same shape and re-uploads with the default ``has_header=true``. Cells
-  (header names included) that a spreadsheet would run as a formula - those
-  starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return - get a
-  leading ``'`` (OWASP "CSV injection"); so ``-3`` exports as ``'-3``. Use
-  JSON Lines for the values exactly as stored.
+  (header names included) that a spreadsheet would run as a formula get a
+  leading ``'`` (OWASP "CSV injection"): those starting with ``=``, ``+``, ``-``,
+  ``@`` (or their full-width forms U+FF1D, U+FF0B, U+FF0D, U+FF20), also after leading spaces, or
+  with a tab or carriage return - unless the cell is a plain number (``-3``,
+  ``+1.5e3``), which a spreadsheet reads as that number. ``?formula_safe=0``
+  exports every cell exactly (for programs, not spreadsheets). Use JSON Lines
+  for the values exactly as stored, too.
 * ``jsonl``: one JSON object per ``\\n``-terminated line,
   ``{"row": 1, "data": {"<column>": "<value>", ...}}``, rows numbered from 1
   in file order, keys in column order (column names are unique), values
@@ -56,7 +59,13 @@ logger = logging.getLogger(__name__)
 EXPORT_BATCH_ROWS = 5000  # rows per database query (read at call time: tests patch it)
 CHUNK_CHARS = 64 * 1024  # about this many characters per streamed chunk (read at call time)
 
-FORMULA_TRIGGERS = frozenset("=+-@\t\r")
+# What a cell a spreadsheet would evaluate starts with: =, +, - or @ (ASCII or
+# full-width), after any spaces (ASCII or ideographic); or a tab or a CR.
+_FORMULA = re.compile("[ \u3000]*[=+\\-@\uff1d\uff0b\uff0d\uff20]|[\t\r]")
+# A plain number is read as a number, not a formula: it stays as it is.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# The first characters that call for a closer look (the loop's cheap test).
+FORMULA_TRIGGERS = frozenset("=+-@\t\r \u3000\uff1d\uff0b\uff0d\uff20")
 _MAX_STEM = 150
 _CHECK_BLOCK_ROWS = 256
 _STRIPPED_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl", ".ndjson")
@@ -91,11 +100,16 @@ class DatasetExport:
 def neutralise_cell(value: str) -> str:
     """``value`` with a leading ``'`` if a spreadsheet would read it as a formula.
 
-    A cell is dangerous when it starts with ``=``, ``+``, ``-``, ``@``, tab or
-    carriage return; any other value (``1-2``, ``a=b``, ``''``, ``'x``) is
-    returned unchanged.
+    A cell is dangerous when it starts with ``=``, ``+``, ``-``, ``@`` or their
+    full-width forms (after any leading spaces), or with a tab or carriage return,
+    and is not a plain number; any other value (``-3``, ``1-2``, ``a=b``, ``''``,
+    ``'x``) is returned unchanged.
     """
-    return "'" + value if value[:1] in FORMULA_TRIGGERS else value
+    if value[:1] not in FORMULA_TRIGGERS:
+        return value
+    if _FORMULA.match(value) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 class _Echo:
@@ -105,20 +119,26 @@ class _Echo:
         return value
 
 
-def csv_lines(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[str]:
+def csv_lines(
+    columns: Sequence[str], rows: Iterable[Sequence[str]], *, formula_safe: bool = True
+) -> Iterator[str]:
     """The CSV text of a header and rows, one record per item (``\\r\\n``-terminated).
 
-    RFC 4180 quoting (``QUOTE_MINIMAL``); every cell, header names included,
-    goes through :func:`neutralise_cell`. The header row is always the first
-    item, so a dataset without rows exports as its header line alone.
+    RFC 4180 quoting (``QUOTE_MINIMAL``); with ``formula_safe`` every cell, header
+    names included, goes through :func:`neutralise_cell`. The header row is always
+    the first item, so a dataset without rows exports as its header line alone.
     """
     writer = csv.writer(_Echo(), lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writerow = writer.writerow
+    if not formula_safe:
+        yield writerow(columns)
+        yield from map(writerow, rows)
+        return
     triggers = FORMULA_TRIGGERS
     yield writerow([neutralise_cell(c) for c in columns])
     for row in rows:
-        # neutralise_cell inlined: this loop runs once per cell of the dataset.
-        yield writerow(["'" + v if v[:1] in triggers else v for v in row])
+        # The cheap test inlined: this loop runs once per cell of the dataset.
+        yield writerow([v if v[:1] not in triggers else neutralise_cell(v) for v in row])
 
 
 def jsonl_lines(columns: Sequence[str], rows: Iterable[tuple[int, Sequence[str]]]) -> Iterator[str]:
@@ -246,7 +266,20 @@ def _incomplete(dataset: Dataset, problem: str) -> ExportIncomplete:
     return ExportIncomplete(f"dataset {dataset.id}: {problem}")
 
 
-def dataset_export(*, dataset: Dataset, export_format: ExportFormat) -> DatasetExport:
+def parse_formula_safe(value: str | None) -> bool:
+    """The ``formula_safe`` query parameter: absent, ``1`` or ``true`` (the default)
+    neutralise formulas; ``0`` or ``false`` export cells exactly; anything else is a 400."""
+    if value is None or value.lower() in ("1", "true"):
+        return True
+    if value.lower() in ("0", "false"):
+        return False
+    message = "formula_safe must be 1 or 0."
+    raise CsvaultError(message, code="invalid", fields={"formula_safe": [message]})
+
+
+def dataset_export(
+    *, dataset: Dataset, export_format: ExportFormat, formula_safe: bool = True
+) -> DatasetExport:
     """The whole of a completed dataset as a lazily produced stream of UTF-8 chunks.
 
     Raises ``NotReady`` (409) now, before anything is streamed, unless the
@@ -256,7 +289,7 @@ def dataset_export(*, dataset: Dataset, export_format: ExportFormat) -> DatasetE
     rows = _checked(dataset, dataset_rows_iter(dataset=dataset, batch_rows=EXPORT_BATCH_ROWS))
     columns = dataset_columns(dataset)
     if export_format is ExportFormat.CSV:
-        lines = csv_lines(columns, map(itemgetter(1), rows))
+        lines = csv_lines(columns, map(itemgetter(1), rows), formula_safe=formula_safe)
     else:
         lines = jsonl_lines(columns, rows)
     return DatasetExport(

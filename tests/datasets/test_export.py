@@ -47,8 +47,23 @@ def test_csv_export_parses_back_to_the_neutralised_rows_in_order(api):
     parsed = parse_csv(data)
     assert parsed[0] == HEADER
     assert parsed[1:] == [[neutralise_cell(v) for v in row] for row in rows]
-    # the formula column is dangerous in every row: all neutralised
-    assert all(row[4].startswith("'") for row in parsed[1:])
+    # the formula column: formulas neutralised, plain numbers (-3, +1) kept as numbers
+    assert all(
+        row[4] in ("-3", "+1") if row[4].lstrip("'") in ("-3", "+1") else row[4].startswith("'")
+        for row in parsed[1:]
+    )
+
+
+def test_formula_safe_0_exports_every_cell_exactly_and_numbers_are_never_mangled(api):
+    rows = [["-489.86", "=1+2"], ["+1.5e3", " @x"], ["-", "\uff1dA1"]]
+    dataset_id = ingest(upload(api, to_csv(rows, header=["n", "f"])))
+    safe = parse_csv(body(export(api, dataset_id, "?format=csv")))
+    assert safe[1:] == [["-489.86", "'=1+2"], ["+1.5e3", "' @x"], ["'-", "'\uff1dA1"]]
+    raw = parse_csv(body(export(api, dataset_id, "?format=csv&formula_safe=0")))
+    assert raw[1:] == rows
+    bad = export(api, dataset_id, "?formula_safe=maybe")
+    assert bad.status_code == 400
+    assert "formula_safe" in bad.json()["error"]["fields"]
 
 
 def test_csv_is_the_default_format(api):

@@ -34,7 +34,12 @@ def parse_csv(data: bytes) -> list[list[str]]:
         ("=1+2", "'=1+2"),
         ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
         ("+44 20", "'+44 20"),
-        ("-3", "'-3"),
+        ("-3-4", "'-3-4"),
+        (" =1", "' =1"),
+        ("  -A1", "'  -A1"),
+        ("\uff1dSUM(A1)", "'\uff1dSUM(A1)"),
+        ("\u3000\uff0b1", "'\u3000\uff0b1"),
+        ("-", "'-"),
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\t=1", "'\t=1"),
         ("\rx", "'\rx"),
@@ -46,7 +51,10 @@ def test_formula_cells_get_a_leading_quote(value, expected):
     assert neutralise_cell(value) == expected
 
 
-@pytest.mark.parametrize("value", ["1-2", "a=b", "", "'x", "plain", " =1", "\n=1", "3", "東京"])
+@pytest.mark.parametrize(
+    "value",
+    ["1-2", "a=b", "", "'x", "plain", "\n=1", "3", "東京", "-3", "-489.86", "+1.5e3", "-.5", " "],
+)
 def test_safe_cells_are_unchanged(value):
     assert neutralise_cell(value) == value
 
@@ -56,7 +64,7 @@ def test_csv_lines_writes_the_neutralised_header_then_rfc4180_records():
     assert lines == [
         "id,'=col\r\n",
         '1,"say ""hi"", ok"\r\n',
-        '\'-2,"line\nbreak"\r\n',
+        '-2,"line\nbreak"\r\n',
     ]
 
 
