@@ -77,7 +77,9 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
             dataset_list_page(
                 owner=request.user,  # type: ignore[arg-type]
                 cursor=request.query_params.get("cursor", ""),
-                page_size=request.query_params.get("page_size", ""),
+                # Normalised (the paginator's own reading: 0200 is 200, junk the default),
+                # so spellings of one size share one cache entry.
+                page_size=self.paginator.get_page_size(request),  # type: ignore[union-attr]
                 paginate=paginate,
             )
         )
@@ -307,6 +309,7 @@ class DatasetExportApi(StreamingApi):
                 request=request,
                 dataset_id=dataset.id,
                 format=export_format.value,
-                formula_safe=formula_safe,
+                # Recorded when formulas were let through.
+                **({} if formula_safe else {"formula_safe": False}),
             )
         return export_response(export, with_body=with_body)

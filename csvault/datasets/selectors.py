@@ -116,19 +116,23 @@ def dataset_list_page(
     *,
     owner: User,
     cursor: str,
-    page_size: str,
+    page_size: int | None,
     paginate: Callable[[QuerySet[Dataset], Callable[[Dataset], dict[str, Any]]], dict[str, Any]],
 ) -> dict[str, Any]:
-    """One page of the owner's datasets, newest first, from the cache when fresh.
+    """One page of the owner's datasets, newest first; the first page (the hot one)
+    from the cache when fresh.
 
     ``paginate(queryset, item)`` is the API's pagination (it knows the request,
-    hence the page links); it turns each dataset into ``item(dataset)``.
+    hence the page links); it turns each dataset into ``item(dataset)``. Only first
+    pages are cached, one entry per (normalised) page size: what one user can put in
+    the cache is bounded by the page sizes there are, not by the cursors they make up.
     """
-    key = list_cache_key(owner.pk, cursor, page_size)
-    body = cache.get(key)
+    key = None if cursor else list_cache_key(owner.pk, str(page_size))
+    body = cache.get(key) if key else None
     if body is None:
         body = paginate(dataset_list(owner=owner), _detail_payload)
-        cache.set(key, body, TTL_SECONDS)
+        if key:
+            cache.set(key, body, TTL_SECONDS)
     return {**body, "results": [_open_payload(item) for item in body["results"]]}
 
 

@@ -183,3 +183,30 @@ def test_a_stale_cached_gate_still_serves_no_rows_of_a_deleted_dataset(api):
     response = api.get(f"/api/datasets/{dataset_id}/rows/")
     assert response.status_code == 200  # the stale gate lets it through...
     assert response.json()["results"] == []  # ...but no row comes back
+
+
+def test_spellings_of_one_page_size_share_one_cache_entry_and_cursors_add_none(api, monkeypatch):
+    ingest(upload(api, b"a\n1\n"))
+    stored: list[str] = []
+    real_set = cache.set
+
+    def spy(key: str, *args: Any, **kwargs: Any) -> Any:
+        if key.startswith("csvault:dslist:") and not key.endswith(":version"):
+            stored.append(key)
+        return real_set(key, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "set", spy)
+    for spelling in ["200", "0200", "00200", "000200", "+200", "9999"]:
+        assert api.get(f"/api/datasets/?page_size={spelling}").status_code == 200
+    assert len(set(stored)) == 1, stored  # 9999 is capped to 200, the same page
+    assert api.get("/api/datasets/?page_size=abc").status_code == 200  # the default size
+    assert len(set(stored)) == 2
+    first = api.get("/api/datasets/?page_size=1").json()
+    assert len(set(stored)) == 3
+    ingest(upload(api, b"a\n2\n"))
+    stored.clear()
+    page = api.get("/api/datasets/?page_size=1").json()
+    assert page["next"]
+    assert api.get(page["next"]).status_code == 200
+    assert len(stored) == 1  # the first page again (new list version); the cursor page: none
+    assert first["results"]
