@@ -304,12 +304,13 @@ class DatasetExportApi(StreamingApi):
             dataset=dataset, export_format=export_format, formula_safe=formula_safe
         )
         if with_body:
+            # formula_safe is recorded when formulas were let through.
+            detail: dict[str, Any] = {} if formula_safe else {"formula_safe": False}
             audit_record(
                 AuditAction.EXPORT,
                 request=request,
                 dataset_id=dataset.id,
                 format=export_format.value,
-                # Recorded when formulas were let through.
-                **({} if formula_safe else {"formula_safe": False}),
+                **detail,
             )
         return export_response(export, with_body=with_body)
