@@ -380,8 +380,11 @@ LOGGING = {
 # sets it. `make run` empties the directory at start; see docs/operations.md for
 # production.
 PROMETHEUS_MULTIPROC_DIR = _layout.metrics_dir
-# When set, /metrics wants "Authorization: Bearer <token>".
+# When set, /metrics wants "Authorization: Bearer <token>". Without one, /metrics is
+# served to anyone only when CSVAULT_METRICS_PUBLIC is on (the default in embedded
+# mode only): production answers 401 until the operator chooses.
 CSVAULT_METRICS_TOKEN = env.str("CSVAULT_METRICS_TOKEN", default="")
+CSVAULT_METRICS_PUBLIC = env.bool("CSVAULT_METRICS_PUBLIC", default=EMBEDDED)
 # Workers on hosts without a web server serve their metrics on this port (0 = off).
 CSVAULT_WORKER_METRICS_PORT = env.int("CSVAULT_WORKER_METRICS_PORT", default=0)
 CSVAULT_WORKER_METRICS_ADDR = env.str("CSVAULT_WORKER_METRICS_ADDR", default="0.0.0.0")  # noqa: S104

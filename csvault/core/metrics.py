@@ -223,19 +223,21 @@ def multiprocess_registry() -> CollectorRegistry:
 def _authorized(request: HttpRequest) -> bool:
     token = settings.CSVAULT_METRICS_TOKEN
     if not token:
-        return True
+        return bool(settings.CSVAULT_METRICS_PUBLIC)
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics`` in the Prometheus text format (behind CSVAULT_METRICS_TOKEN if set)."""
+    """``GET /metrics`` in the Prometheus text format: behind CSVAULT_METRICS_TOKEN if
+    set, else open only with CSVAULT_METRICS_PUBLIC (embedded mode's default)."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
     if not _authorized(request):
         return HttpResponse(
-            "metrics need Authorization: Bearer <CSVAULT_METRICS_TOKEN>\n",
+            "metrics need Authorization: Bearer <CSVAULT_METRICS_TOKEN> (with no token set, "
+            "CSVAULT_METRICS_PUBLIC=1 serves them to anyone)\n",
             status=401,
             content_type="text/plain",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},

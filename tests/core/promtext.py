@@ -17,8 +17,12 @@ def parse(text: str) -> Samples:
     return samples
 
 
+METRICS_TOKEN = "the-metrics-token"
+
+
 def scrape(client: Any) -> Samples:
-    response = client.get("/metrics")
+    """/metrics as Prometheus sees it, with the token the ``metrics_token`` fixture sets."""
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain")
     return parse(response.content.decode())

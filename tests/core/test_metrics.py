@@ -168,3 +168,33 @@ def test_metrics_reset_removes_only_metric_files(settings: Any, tmp_path: Any) -
     call_command("metrics_reset", stdout=out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert "removed 2 metric files" in out.getvalue()
+
+
+def test_production_without_a_token_keeps_metrics_closed_unless_made_public(
+    settings: Any,
+) -> None:
+    settings.CSVAULT_METRICS_TOKEN = ""
+    settings.CSVAULT_METRICS_PUBLIC = False
+    closed = Client().get("/metrics")
+    assert closed.status_code == 401
+    assert b"CSVAULT_METRICS_PUBLIC" in closed.content
+    assert b"csvault_" not in closed.content
+    settings.CSVAULT_METRICS_PUBLIC = True
+    assert Client().get("/metrics").status_code == 200
+
+
+def test_the_default_is_closed_in_production_and_open_in_embedded_mode() -> None:
+    code = (
+        "from config import bootstrap; bootstrap.prepare(); from django.conf import settings; "
+        "print(settings.CSVAULT_METRICS_PUBLIC)"
+    )
+    production = {**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}
+    production.setdefault("DJANGO_SECRET_KEY", "x" * 50)
+    production.setdefault("CSVAULT_MASTER_KEYS", "k:" + "A" * 43 + "=")
+    production.pop("CSVAULT_METRICS_PUBLIC", None)
+    embedded = {k: v for k, v in production.items() if k != "DATABASE_URL"}
+    for env, expected in ((production, "False"), (embedded, "True")):
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.stdout.strip().splitlines()[-1] == expected, done.stderr
