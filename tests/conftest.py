@@ -216,6 +216,9 @@ def _plain_http(settings: Any) -> None:
     settings.SECURE_SSL_REDIRECT = False
     # A fast hasher: the production one costs about a second per user created.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # /readyz answers from a fresh run of its checks (tests change what they see);
+    # tests/core/test_readyz.py checks the reuse itself.
+    settings.CSVAULT_READYZ_CACHE_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

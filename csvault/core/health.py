@@ -1,14 +1,19 @@
 """Liveness (``/healthz``: the process answers) and readiness (``/readyz``: its dependencies do).
 
 ``/readyz`` checks the database, the broker, the cache, the dataset storage and the
-malware scanner, each with a short timeout, and answers 200 with one JSON entry per
-check, or 503 naming every part that failed and why. Reasons are the error's type and a
-short message with credentials in URLs masked; they never contain a password.
+malware scanner, each with a short timeout, and answers 200, or 503 naming every part
+that failed: component names and ok/failing only (it is anonymous). The reasons (the
+error's type and a short message with credentials in URLs masked) go to the log, and
+``manage.py readiness`` prints them with each part's details. A result is reused for
+``CSVAULT_READYZ_CACHE_SECONDS`` per process, so probes hitting ``/readyz`` write one
+storage probe and ping the scanner once per period, not once per hit.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +26,8 @@ from django.http import HttpRequest, JsonResponse
 
 from csvault.core.errors import StorageUnavailable
 from csvault.core.storage import dataset_storage
+
+logger = logging.getLogger(__name__)
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
 _REASON_MAX = 200
@@ -168,9 +175,35 @@ def readiness() -> tuple[bool, dict[str, dict[str, Any]]]:
     return all(entry["ok"] for entry in results.values()), results
 
 
+_last: tuple[float, bool, dict[str, bool]] | None = None
+_last_lock = threading.Lock()
+
+
+def _cached_readiness() -> tuple[bool, dict[str, bool]]:
+    """``(ready, {name: ok})``, run at most once per ``CSVAULT_READYZ_CACHE_SECONDS`` in
+    this process (concurrent probes wait for the one that runs); failures are logged."""
+    global _last
+    with _last_lock:
+        ttl = settings.CSVAULT_READYZ_CACHE_SECONDS
+        if _last is not None and time.monotonic() - _last[0] < ttl:
+            return _last[1], _last[2]
+        ready, checks = readiness()
+        if not ready:
+            logger.warning(
+                "not ready: %s",
+                "; ".join(f"{n}: {e['error']}" for n, e in checks.items() if not e["ok"]),
+            )
+        oks = {name: bool(entry["ok"]) for name, entry in checks.items()}
+        _last = (time.monotonic(), ready, oks)
+        return ready, oks
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
-    ready, checks = readiness()
-    body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
+    ready, oks = _cached_readiness()
+    body: dict[str, Any] = {
+        "status": "ok" if ready else "unavailable",
+        "checks": {name: {"ok": ok} for name, ok in oks.items()},
+    }
     if not ready:
-        body["failing"] = [name for name, entry in checks.items() if not entry["ok"]]
+        body["failing"] = [name for name, ok in oks.items() if not ok]
     return JsonResponse(body, status=200 if ready else 503, headers={"Cache-Control": "no-store"})

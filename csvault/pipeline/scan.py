@@ -209,12 +209,14 @@ def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanRes
 def _unavailable(claimed: Claim, reason: str, *, owner_id: int) -> ScanOutcome:
     metrics.record_scan("unavailable", get_scanner().name)
     if claimed.attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
+        # The reason (it names the scanner's address) goes to the log, not to the user.
+        logger.warning("scan of %s: scanner unavailable, giving up: %s", claimed.dataset_id, reason)
         _fail(
             claimed,
             {
                 "code": "scanner_unavailable",
-                "message": f"The malware scanner was unavailable for {claimed.attempt} attempts "
-                f"(last: {reason}); the file was not ingested. Upload it again later.",
+                "message": f"The malware scanner was unavailable for {claimed.attempt} attempts; "
+                "the file was not ingested. Upload it again later.",
             },
         )
         audit_record(

@@ -90,6 +90,9 @@ def test_scanner_unavailable_is_retried_then_fails_closed(api: Any, settings: An
     assert dataset.status == DatasetStatus.FAILED
     assert error["code"] == "scanner_unavailable"
     assert "scanner was unavailable" in error["message"]
+    # No internal address in what the user (and the cache) sees.
+    assert "127.0.0.1" not in error["message"]
+    assert "tcp://" not in api.get(f"/api/datasets/{dataset_id}/").content.decode()
     assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
 
 
