@@ -10,18 +10,24 @@ requests. A throttled request gets 429
 with a Retry-After header.
 
 Counting is a fixed window per scope and caller that opens with the caller's first
-request: one counter that expires with its window, so on Redis a request costs one
-round trip (INCR + EXPIRE NX + TTL in a pipeline) instead of DRF's read-modify-write
-of a timestamp list. If the cache is down, requests are let through (and logged).
+request and ends when its Retry-After says: one counter that expires with its window,
+so on Redis a request costs one round trip (INCR + EXPIRE NX + TTL in a pipeline)
+instead of DRF's read-modify-write of a timestamp list. Other caches (the file cache of
+embedded mode) keep the window's start and count under a key of that start, so a
+write that renews an entry's expiry cannot stretch the window. When the cache cannot
+count (it is down, or the dummy cache), a per-process limiter counts instead (logged):
+the limits then hold per web process, never not at all.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.dummy import DummyCache
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -73,9 +79,9 @@ class ScopedUserThrottle(SimpleRateThrottle):
         key = str(self.get_cache_key(request, view))
         try:
             count, remaining = _increment(key, duration)
-        except Exception:  # the cache is down: fail open rather than refuse everyone
-            logger.warning("throttle counter unavailable; request let through", exc_info=True)
-            return True
+        except Exception:  # the cache is down: count in this process instead
+            logger.warning("throttle counter unavailable; counting in this process", exc_info=True)
+            count, remaining = LOCAL.increment(key, duration)
         if count <= limit:
             return True
         self._wait = remaining
@@ -83,6 +89,36 @@ class ScopedUserThrottle(SimpleRateThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+
+class LocalWindows:
+    """Fixed windows counted in this process: the fallback when the cache cannot count.
+    At most ``max_keys`` callers are tracked (expired windows go first, then the oldest)."""
+
+    def __init__(self, max_keys: int = 50_000) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._max_keys = max_keys
+
+    def increment(self, key: str, duration: int) -> tuple[int, float]:
+        now = time.time()
+        with self._lock:
+            started, count = self._windows.pop(key, (now, 0))
+            if now >= started + duration:
+                started, count = now, 0
+            self._windows[key] = (started, count + 1)  # re-inserted: newest last
+            if len(self._windows) > self._max_keys:
+                self._shrink(now, duration)
+        return count + 1, max(1.0, started + duration - now)
+
+    def _shrink(self, now: float, duration: int) -> None:
+        for old in [k for k, (t, _) in self._windows.items() if now >= t + duration]:
+            del self._windows[old]
+        while len(self._windows) > self._max_keys // 2:
+            del self._windows[next(iter(self._windows))]
+
+
+LOCAL = LocalWindows()
 
 
 def _increment(key: str, duration: int) -> tuple[int, float]:
@@ -97,16 +133,26 @@ def _increment(key: str, duration: int) -> tuple[int, float]:
         pipe.ttl(full_key)
         count, _, ttl = pipe.execute()
         return int(count), float(ttl if ttl and ttl > 0 else duration)
-    # Other caches: the window's start is kept next to the counter.
+    if isinstance(caches["default"], DummyCache):  # a cache turned off counts nothing
+        return LOCAL.increment(key, duration)
+    # Other caches: the window's start, written once (add) with the window's lifetime,
+    # and a counter under a key of that start (their incr may renew its expiry: harmless).
+    now = time.time()
     started_key = f"{key}:started"
-    if cache.add(key, 1, timeout=duration):
-        cache.set(started_key, time.time(), timeout=duration)
-        return 1, float(duration)
-    try:
-        count = int(cache.incr(key))
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=duration)
-        cache.set(started_key, time.time(), timeout=duration)
-        return 1, float(duration)
-    started = cache.get(started_key) or time.time()
-    return count, max(1.0, started + duration - time.time())
+    started = cache.get(started_key)
+    if not isinstance(started, float) or now >= started + duration:
+        cache.delete(started_key)
+        cache.add(started_key, now, timeout=duration)
+        started = cache.get(started_key)
+        if not isinstance(started, float):
+            return LOCAL.increment(key, duration)
+    window = f"{key}:{started!r}"
+    if cache.add(window, 1, timeout=duration):
+        count = 1
+    else:
+        try:
+            count = int(cache.incr(window))
+        except ValueError:  # expired between add and incr
+            cache.add(window, 1, timeout=duration)
+            count = 1
+    return count, max(1.0, started + duration - now)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 from django.core.files.storage import storages
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from csvault.audit.models import AuditAction, AuditEvent
+from csvault.core import throttling
 from csvault.datasets.models import Dataset
 from csvault.pipeline.scan import ScanRetry, dataset_scan
 from tests.csvdata import MARKER, to_csv, tricky_rows
@@ -286,3 +290,67 @@ def test_audit_events_are_read_only_in_the_admin(make_user, api):
     assert listing.status_code == 200
     assert b"alice" in listing.content
     assert client.get("/admin/audit/auditevent/add/").status_code == 403
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_an_embedded_mode_window_ends_when_its_retry_after_says(
+    user, settings, tmp_path, monkeypatch
+):
+    # The file cache of embedded mode: its incr renews an entry's expiry.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
+    rates(settings, login="3/min")
+    clock = _Clock()
+    monkeypatch.setattr(throttling, "time", clock)
+    client = APIClient()
+
+    def attempt() -> Any:
+        return client.post("/api/auth/token/", {"username": "alice", "password": "wrong"})
+
+    for _ in range(3):  # spread over the window
+        assert attempt().status_code == 400
+        clock.now += 15
+    refused = attempt()  # at +45 s
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) == 15
+    clock.now += 16  # the window is over, as Retry-After said
+    assert attempt().status_code == 400
+
+
+def test_throttles_hold_when_the_cache_is_down(user, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 0.2},
+        }
+    }
+    rates(settings, login="3/min")
+    client = APIClient(REMOTE_ADDR="198.51.100.77")
+    answers = [
+        client.post("/api/auth/token/", {"username": "alice", "password": "wrong"}).status_code
+        for _ in range(5)
+    ]
+    assert answers == [400, 400, 400, 429, 429]
+
+
+def test_throttles_hold_with_the_cache_turned_off(user, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    rates(settings, login="2/min")
+    client = APIClient(REMOTE_ADDR="198.51.100.78")
+    answers = [
+        client.post("/api/auth/token/", {"username": "alice", "password": "wrong"}).status_code
+        for _ in range(3)
+    ]
+    assert answers == [400, 400, 429]
