@@ -388,6 +388,9 @@ CSVAULT_METRICS_PUBLIC = env.bool("CSVAULT_METRICS_PUBLIC", default=EMBEDDED)
 # Workers on hosts without a web server serve their metrics on this port (0 = off).
 CSVAULT_WORKER_METRICS_PORT = env.int("CSVAULT_WORKER_METRICS_PORT", default=0)
 CSVAULT_WORKER_METRICS_ADDR = env.str("CSVAULT_WORKER_METRICS_ADDR", default="0.0.0.0")  # noqa: S104
+# A token's user is taken from the cache this long; a deactivation that bypasses
+# save() (a bulk update, SQL) takes effect within it.
+CSVAULT_AUTH_CACHE_SECONDS = env.float("CSVAULT_AUTH_CACHE_SECONDS", default=5.0)
 # /readyz reuses its result this long per process (0: every hit runs the checks).
 CSVAULT_READYZ_CACHE_SECONDS = env.float("CSVAULT_READYZ_CACHE_SECONDS", default=5.0)
 # Timeout (s) of each /readyz check and of the scrape-time scanner ping.

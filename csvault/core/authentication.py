@@ -4,8 +4,10 @@ A poll of a running ingest should not cost a database query per request, and
 looking up the token is one. The cache holds, under a SHA-256 of the token (never
 the token itself), only the user's id and name. Revocation stays immediate:
 deleting a token (logout, admin) or saving its user (deactivation, say) replaces
-the entry with a tombstone through the signals below; an entry expires after
-five minutes anyway.
+the entry with a tombstone through the signals below. Paths that bypass the signals
+(``User.objects.filter(...).update(is_active=False)``, SQL) take effect when the entry
+expires: ``CSVAULT_AUTH_CACHE_SECONDS`` (5 s), so a client polling every second still
+costs one token query per five polls.
 
 Why a tombstone and not a delete: a request that read the token from the
 database just before a logout committed would otherwise put it back in the
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
@@ -27,7 +30,6 @@ from django.dispatch import receiver
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-TTL_SECONDS = 300
 # Longer than any request takes between its database read and its cache fill.
 TOMBSTONE_SECONDS = 60
 _TOMBSTONE = {"revoked": True}
@@ -47,7 +49,11 @@ class CachedTokenAuthentication(TokenAuthentication):
             user._state.db = "default"
             return user, Token(key=key, user_id=hit["id"])
         user, token = super().authenticate_credentials(key)  # 401 for unknown or inactive
-        cache.add(_key(key), {"id": user.pk, "username": user.get_username()}, TTL_SECONDS)
+        cache.add(
+            _key(key),
+            {"id": user.pk, "username": user.get_username()},
+            settings.CSVAULT_AUTH_CACHE_SECONDS,
+        )
         return user, token
 
 

@@ -1,3 +1,4 @@
+import time
 import uuid
 
 import pytest
@@ -76,3 +77,18 @@ def test_an_unknown_url_answers_a_json_404(api):
     response = api.get("/api/nothing-here/")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_deactivation_that_bypasses_save_takes_effect_within_seconds(user, settings):
+    from django.contrib.auth import get_user_model
+
+    from tests.helpers import wait_until
+
+    settings.CSVAULT_AUTH_CACHE_SECONDS = 1
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
+    assert client.get("/api/datasets/").status_code == 200  # the token is now cached
+    get_user_model().objects.filter(pk=user.pk).update(is_active=False)  # no signal
+    started = time.monotonic()
+    wait_until(lambda: client.get("/api/datasets/").status_code == 401, timeout=10)
+    assert time.monotonic() - started < 5
