@@ -16,6 +16,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
+    # Before the admin's own URLs: its login shares the login throttle.
+    path("admin/login/", web_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/auth/token/", LoginApi.as_view(), name="api-token"),
     path("api/auth/logout/", LogoutApi.as_view(), name="api-logout"),

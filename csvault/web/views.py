@@ -29,6 +29,22 @@ class _LoginScope:
     throttle_scope = "login"
 
 
+def login_throttled(request: HttpRequest) -> HttpResponse | None:
+    """A 429 when this address is over the login throttle (the API's ``login`` scope,
+    shared by every login form), else None. Failed logins are audited by the
+    ``user_login_failed`` signal, whichever form sent them."""
+    throttle = ScopedUserThrottle()
+    if throttle.allow_request(request, _LoginScope()):  # type: ignore[arg-type]
+        return None
+    wait = int(throttle.wait() or 60)
+    response = JsonResponse(
+        {"error": {"code": "throttled", "message": f"Too many attempts; retry in {wait} s."}},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
 class LoginView(auth_views.LoginView):
     """Django's login page, with the API's per-address login throttle."""
 
@@ -36,18 +52,13 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        throttle = ScopedUserThrottle()
-        if not throttle.allow_request(request, _LoginScope()):  # type: ignore[arg-type]
-            wait = int(throttle.wait() or 60)
-            response = JsonResponse(
-                {
-                    "error": {
-                        "code": "throttled",
-                        "message": f"Too many attempts; retry in {wait} s.",
-                    }
-                },
-                status=429,
-            )
-            response["Retry-After"] = str(wait)
-            return response
-        return super().post(request, *args, **kwargs)
+        return login_throttled(request) or super().post(request, *args, **kwargs)
+
+
+def admin_login(request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+    """The admin's login, behind the same throttle as every other login form."""
+    from django.contrib import admin
+
+    if request.method == "POST" and (refused := login_throttled(request)) is not None:
+        return refused
+    return admin.site.login(request, extra_context)

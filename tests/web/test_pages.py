@@ -78,6 +78,24 @@ def test_login_attempts_on_the_page_are_throttled(user, settings):
     assert "Retry-After" in response
 
 
+def test_every_login_form_shares_one_throttle_and_is_audited(user, settings):
+    rates(settings, login="3/min")
+    client = Client()
+    api = client.post("/api/auth/token/", {"username": "alice", "password": "nope"})
+    page = client.post("/login/", {"username": "alice", "password": "nope"})
+    admin = client.post("/admin/login/", {"username": "alice", "password": "nope"})
+    assert (api.status_code, page.status_code, admin.status_code) == (400, 200, 200)
+    # The fourth attempt, on any form, is one too many for this address.
+    refused = client.post("/admin/login/", {"username": "alice", "password": "pw-alice"})
+    assert refused.status_code == 429
+    assert "Retry-After" in refused
+    assert (
+        client.post("/api/auth/token/", {"username": "alice", "password": "x"}).status_code == 429
+    )
+    assert AuditEvent.objects.filter(action="login_failed").count() == 3
+    assert client.get("/admin/login/").status_code == 200  # the form itself is not counted
+
+
 def test_the_script_and_styles_are_static_files():
     assert finders.find("web/app.js")
     assert finders.find("web/app.css")
