@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from django.http import HttpRequest
+from rest_framework.throttling import BaseThrottle
 
 from csvault.audit.models import AuditEvent
 
@@ -14,12 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The client address as the WSGI server saw it.
-
-    Behind a proxy, configure the proxy (or the WSGI server's forwarded-allow-ips)
-    to set REMOTE_ADDR; X-Forwarded-For is never trusted here.
-    """
-    return request.META.get("REMOTE_ADDR") or None
+    """The client address, by the throttles' rule: ``REMOTE_ADDR``, or behind
+    ``CSVAULT_TRUSTED_PROXIES`` = N proxies the N-th address from the end of
+    X-Forwarded-For (the one the outermost trusted proxy saw); never an address a
+    client could have written itself."""
+    return BaseThrottle().get_ident(request) or None  # type: ignore[arg-type]
 
 
 def audit_record(

@@ -354,3 +354,17 @@ def test_throttles_hold_with_the_cache_turned_off(user, settings):
         for _ in range(3)
     ]
     assert answers == [400, 400, 429]
+
+
+def test_the_audit_address_follows_the_trusted_proxy_setting(user, settings):
+    def login_ip() -> str | None:
+        client = APIClient(
+            REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.4"
+        )
+        client.post("/api/auth/token/", {"username": "alice", "password": "x"})
+        return AuditEvent.objects.filter(action="login_failed").latest("id").ip
+
+    # No proxy trusted: the header is a client's word; the peer address counts.
+    assert login_ip() == "10.0.0.2"
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}  # DRF reloads
+    assert login_ip() == "198.51.100.4"  # the address our one proxy saw
