@@ -358,9 +358,7 @@ def test_throttles_hold_with_the_cache_turned_off(user, settings):
 
 def test_the_audit_address_follows_the_trusted_proxy_setting(user, settings):
     def login_ip() -> str | None:
-        client = APIClient(
-            REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.4"
-        )
+        client = APIClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.4")
         client.post("/api/auth/token/", {"username": "alice", "password": "x"})
         return AuditEvent.objects.filter(action="login_failed").latest("id").ip
 
