@@ -6,8 +6,8 @@ import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
-from rest_framework.throttling import BaseThrottle
 
 from csvault.audit.models import AuditEvent
 
@@ -19,7 +19,13 @@ def client_ip(request: HttpRequest) -> str | None:
     ``CSVAULT_TRUSTED_PROXIES`` = N proxies the N-th address from the end of
     X-Forwarded-For (the one the outermost trusted proxy saw); never an address a
     client could have written itself."""
-    return BaseThrottle().get_ident(request) or None  # type: ignore[arg-type]
+    remote = request.META.get("REMOTE_ADDR") or None
+    proxies = int(settings.REST_FRAMEWORK.get("NUM_PROXIES") or 0)  # CSVAULT_TRUSTED_PROXIES
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if not proxies or not forwarded:
+        return remote
+    addresses = forwarded.split(",")
+    return addresses[-min(proxies, len(addresses))].strip() or remote
 
 
 def audit_record(
