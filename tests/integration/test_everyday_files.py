@@ -66,20 +66,26 @@ EVERYDAY = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in EVERYDAY])
-def test_an_everyday_file_ingests_exactly_with_nothing_specified(celery_worker, api, case):
-    response = upload(api, case.content, filename=f"{case.id}.csv")
-    assert response.status_code == 201, response.content
-    dataset_id = response.json()["id"]
-    dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
-    assert dataset.status == "completed", dataset.error
-    detail = api.get(f"/api/datasets/{dataset_id}/").json()
-    assert (detail["encoding"], detail["encoding_detected"]) == (case.encoding, True)
-    assert (detail["delimiter"], detail["delimiter_detected"]) == (case.delimiter, True)
-    assert detail["warnings"] == []
-    columns, got = read_all_rows(api, dataset_id)
-    assert columns == HEADER
-    assert [r["values"] for r in got] == case.rows
+def test_everyday_files_ingest_exactly_with_nothing_specified(celery_worker, api):
+    # One worker for all six (a worker per file would cost more than the files).
+    uploaded = {}
+    for case in EVERYDAY:
+        response = upload(api, case.content, filename=f"{case.id}.csv")
+        assert response.status_code == 201, (case.id, response.content)
+        uploaded[case.id] = response.json()["id"]
+    for case in EVERYDAY:
+        dataset_id = uploaded[case.id]
+        dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
+        assert dataset.status == "completed", (case.id, dataset.error)
+        detail = api.get(f"/api/datasets/{dataset_id}/").json()
+        assert (detail["encoding"], detail["encoding_detected"]) == (case.encoding, True), case.id
+        assert (detail["delimiter"], detail["delimiter_detected"]) == (case.delimiter, True), (
+            case.id
+        )
+        assert detail["warnings"] == [], case.id
+        columns, got = read_all_rows(api, dataset_id)
+        assert columns == HEADER, case.id
+        assert [r["values"] for r in got] == case.rows, case.id
 
 
 def test_a_given_encoding_and_delimiter_win_and_are_shown_as_given(celery_worker, api):
@@ -137,19 +143,19 @@ EICAR_ENCODINGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("encoding", "bom"),
-    [pytest.param(e, b, id=f"{e}{'-bom' if b else ''}") for e, b in EICAR_ENCODINGS],
-)
-def test_eicar_is_found_whatever_the_encoding(celery_worker, api, encoding, bom):
-    text = csv_with_cell(eicar(), start=5_000).decode("ascii")
-    content = bom + text.replace("plain text", "plain tëxt").encode(encoding)
-    if encoding.startswith("utf-16") or encoding.startswith("utf-32"):
-        assert eicar() not in content  # hidden between NULs from a raw-byte scan
-    dataset_id = upload(api, content).json()["id"]
-    dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
-    assert dataset.status == "rejected", dataset.error
-    assert dataset.error["code"] == "malware_found"
+def test_eicar_is_found_whatever_the_encoding(celery_worker, api):
+    uploaded = {}
+    for encoding, bom in EICAR_ENCODINGS:
+        text = csv_with_cell(eicar(), start=5_000).decode("ascii")
+        content = bom + text.replace("plain text", "plain tëxt").encode(encoding)
+        if encoding.startswith("utf-16") or encoding.startswith("utf-32"):
+            assert eicar() not in content  # hidden between NULs from a raw-byte scan
+        label = f"{encoding}{'-bom' if bom else ''}"
+        uploaded[label] = upload(api, content).json()["id"]
+    for label, dataset_id in uploaded.items():
+        dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
+        assert dataset.status == "rejected", (label, dataset.error)
+        assert dataset.error["code"] == "malware_found", label
 
 
 AIRQUALITY = Path(__file__).resolve().parents[1] / "csvio" / "data" / "airquality.csv"
