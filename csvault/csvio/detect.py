@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from csvault.csvio.errors import CsvDataError
-from csvault.csvio.sniff import looks_like_utf16, utf32_order
+from csvault.csvio.sniff import bom_encoding, looks_like_utf16, utf32_order
 
 SAMPLE_BYTES = 64 * 1024
 # Rows of the sample that the delimiter vote reads.
@@ -50,13 +50,6 @@ LEGACY_CANDIDATES = (
     "iso8859-2",
     "koi8-r",
 )
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE, whose mark starts it
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
 ENCODING_HINT = "Use a name such as utf-8, utf-16, windows-1252 or latin-1."
 
 
@@ -68,14 +61,6 @@ class Detected:
     encoding_detected: bool
     delimiter: str
     delimiter_detected: bool
-
-
-def bom_of(head: bytes) -> tuple[str, int] | None:
-    """``(encoding, length of the mark)`` when ``head`` starts with a byte order mark."""
-    for bom, encoding in _BOMS:
-        if head.startswith(bom):
-            return encoding, len(bom)
-    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -131,7 +116,7 @@ def resolve_encoding(given: str, head: bytes) -> str:
     """The byte order of a given ``utf-16`` or ``utf-32`` (from the mark or the text)."""
     if given not in ("utf-16", "utf-32"):
         return given
-    found = bom_of(head)
+    found = bom_encoding(head)
     if found is not None and found[0].startswith(given):
         return found[0]
     big = given == "utf-32" and utf32_order(head) == "be"
@@ -146,7 +131,7 @@ def _utf16_big_endian(head: bytes) -> bool:
 
 def detect_encoding(head: bytes, *, final: bool) -> str:
     """The encoding of a file that starts with ``head`` (the whole file if ``final``)."""
-    found = bom_of(head)
+    found = bom_encoding(head)
     if found is not None:
         return found[0]
     if b"\0" in head:
@@ -269,7 +254,7 @@ def delimiter_option(value: str | None) -> str:
 def decode_sample(head: bytes, encoding: str) -> str:
     """The text of a sample in ``encoding``: the byte order mark dropped, a character
     cut at the end ignored, undecodable bytes replaced (it only feeds the votes)."""
-    found = bom_of(head)
+    found = bom_encoding(head)
     if found is not None and found[0] == encoding:
         head = head[found[1] :]
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
@@ -338,7 +323,7 @@ class Probe:
             found.encoding_detected
             and found.encoding == "utf-8"
             and self._invalid is not None
-            and bom_of(head) is None
+            and bom_encoding(head) is None
         ):
             # UTF-8 at the start only: judge the legacy encoding where the file is not.
             legacy = legacy_encoding(self._invalid)

@@ -15,10 +15,14 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
-from csvault.csvio.detect import bom_of
 from csvault.csvio.errors import CsvDataError, SourceError
 from csvault.csvio.limits import CsvLimits
-from csvault.csvio.sniff import UTF16_SNIFF_BYTES, UTF16_WITHOUT_BOM, looks_like_utf16
+from csvault.csvio.sniff import (
+    UTF16_SNIFF_BYTES,
+    UTF16_WITHOUT_BOM,
+    bom_encoding,
+    looks_like_utf16,
+)
 
 _Decoder = Callable[[bytes, str, bool], tuple[str, int]]
 _DECODERS: dict[str, _Decoder] = {
@@ -139,12 +143,14 @@ class LineSource:
         self._recent_keep = 2 * limits.max_field_bytes + 2
 
         head = self._read_head()
-        found = bom_of(head)
         if encoding is not None:
             # Given (or detected before): a byte order mark of that encoding is dropped.
+            found = bom_encoding(head)
             self.encoding = encoding
             skip = found[1] if found is not None and found[0] == encoding else 0
-        elif found is not None and found[0] in ("utf-8", "utf-16-le", "utf-16-be"):
+        elif (found := bom_encoding(head[:3])) is not None:
+            # None given: the marks of UTF-8 and UTF-16 only (3 bytes: a UTF-32 mark is not
+            # told apart, and UTF-32 LE's reads as UTF-16 LE's).
             self.encoding, skip = found
         elif looks_like_utf16(head):
             raise CsvDataError("utf16_without_bom", UTF16_WITHOUT_BOM)

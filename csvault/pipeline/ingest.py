@@ -43,7 +43,6 @@ from csvault.csvio.detect import (
     DELIMITER_NAMES,
     SAMPLE_BYTES,
     Detected,
-    bom_of,
     consistent_delimiter,
     decode_sample,
     detect,
@@ -52,6 +51,7 @@ from csvault.csvio.errors import CsvDataError
 from csvault.csvio.fastcsv import FastBlocks, open_fast_blocks
 from csvault.csvio.limits import CsvLimits
 from csvault.csvio.reader import CsvStream, open_csv
+from csvault.csvio.sniff import bom_encoding
 from csvault.csvio.tail import Tail
 from csvault.csvio.transcode import Utf8Chunks
 from csvault.datasets.keys import HEADER_ROW, PROFILE_ROW, WARNINGS_ROW, dataset_data_key
@@ -226,7 +226,7 @@ def _file_format(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]])
             dataset.delimiter_detected,
         )
     head, final = _head(dataset, plaintext)
-    bom = bom_of(head)
+    bom = bom_encoding(head)
     encoding = dataset.encoding or (
         bom[0] if bom is not None and bom[0] in ("utf-8", "utf-16-le", "utf-16-be") else "utf-8"
     )
