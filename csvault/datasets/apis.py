@@ -44,6 +44,7 @@ from csvault.datasets.selectors import (
 from csvault.datasets.serializers import (
     DatasetSerializer,
     DatasetUploadSerializer,
+    ListQuerySerializer,
     ProfileSerializer,
     ProgressSerializer,
     RowPageSerializer,
@@ -65,8 +66,11 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
     def get_queryset(self) -> Any:
         return dataset_list(owner=self.request.user)  # type: ignore[arg-type]
 
-    @extend_schema(responses=DatasetSerializer(many=True))
+    @extend_schema(parameters=[ListQuerySerializer], responses=DatasetSerializer(many=True))
     def get(self, request: Request) -> Response:
+        filters = ListQuerySerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+
         def paginate(
             datasets: QuerySet[Dataset], item: Callable[[Dataset], dict[str, Any]]
         ) -> dict[str, Any]:
@@ -81,6 +85,7 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
                 # so spellings of one size share one cache entry.
                 page_size=self.paginator.get_page_size(request),  # type: ignore[union-attr]
                 paginate=paginate,
+                **filters.validated_data,
             )
         )
 

@@ -108,8 +108,15 @@ def dataset_progress(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
     )
 
 
-def dataset_list(*, owner: User) -> QuerySet[Dataset]:
-    return visible_datasets().filter(owner=owner).defer("wrapped_key")
+def dataset_list(*, owner: User, search: str = "", status: str = "") -> QuerySet[Dataset]:
+    """The owner's datasets; ``search`` matches names (case-insensitive, anywhere),
+    ``status`` one status."""
+    datasets = visible_datasets().filter(owner=owner).defer("wrapped_key")
+    if search:
+        datasets = datasets.filter(name__icontains=search)
+    if status:
+        datasets = datasets.filter(status=status)
+    return datasets
 
 
 def dataset_list_page(
@@ -118,6 +125,8 @@ def dataset_list_page(
     cursor: str,
     page_size: int | None,
     paginate: Callable[[QuerySet[Dataset], Callable[[Dataset], dict[str, Any]]], dict[str, Any]],
+    search: str = "",
+    status: str = "",
 ) -> dict[str, Any]:
     """One page of the owner's datasets, newest first; the first page (the hot one)
     from the cache when fresh.
@@ -126,11 +135,13 @@ def dataset_list_page(
     hence the page links); it turns each dataset into ``item(dataset)``. Only first
     pages are cached, one entry per (normalised) page size: what one user can put in
     the cache is bounded by the page sizes there are, not by the cursors they make up.
+    Filtered lists (``search``, ``status``) are read from the database.
     """
-    key = None if cursor else list_cache_key(owner.pk, str(page_size))
+    unfiltered = not (cursor or search or status)
+    key = list_cache_key(owner.pk, str(page_size)) if unfiltered else None
     body = cache.get(key) if key else None
     if body is None:
-        body = paginate(dataset_list(owner=owner), _detail_payload)
+        body = paginate(dataset_list(owner=owner, search=search, status=status), _detail_payload)
         if key:
             cache.set(key, body, TTL_SECONDS)
     return {**body, "results": [_open_payload(item) for item in body["results"]]}

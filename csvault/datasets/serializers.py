@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from csvault.datasets.keys import dataset_columns, dataset_warnings
-from csvault.datasets.models import Dataset
+from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.datasets.progress import progress_from_checkpoint
 
 ROWS_DEFAULT_LIMIT = 100
@@ -100,6 +100,15 @@ class DatasetSerializer(serializers.ModelSerializer):
     @extend_schema_field(ErrorSerializer(allow_null=True))
     def get_error(self, obj: Dataset) -> dict[str, Any] | None:
         return obj.error
+
+
+class ListQuerySerializer(serializers.Serializer):
+    search = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=255, trim_whitespace=True
+    )
+    status = serializers.ChoiceField(
+        choices=DatasetStatus.choices, required=False, default="", allow_blank=True
+    )
 
 
 class RowsQuerySerializer(serializers.Serializer):

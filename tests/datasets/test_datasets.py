@@ -162,6 +162,36 @@ def test_the_list_shows_only_the_callers_datasets_newest_first(api, other_api):
     assert [d["id"] for d in body["results"]] == [second, first]
 
 
+def test_the_list_filters_by_name_and_status_and_pages_keep_the_filters(api, other_api):
+    ingest(upload(api, b"a\n1\n", name="Sales 2025"))
+    ingest(upload(api, b"a\n2\n", name="sales 2026"))
+    ingest(upload(api, b"a\n3\n", name="costs"))
+    ingest(upload(api, b"a\n1,2\n", name="sales broken"))
+    ingest(upload(other_api, b"a\n4\n", name="sales of mallory"))
+
+    def names(query: str) -> list[str]:
+        body = api.get(f"/api/datasets/?{query}").json()
+        return [d["name"] for d in body["results"]]
+
+    assert names("search=SALES") == ["sales broken", "sales 2026", "Sales 2025"]
+    assert names("search=sales&status=completed") == ["sales 2026", "Sales 2025"]
+    assert names("status=failed") == ["sales broken"]
+    assert names("search=nothing") == []
+    assert names("search=") == ["sales broken", "costs", "sales 2026", "Sales 2025"]
+    # The next page keeps the filters.
+    first = api.get("/api/datasets/?search=sales&status=completed&page_size=1").json()
+    assert [d["name"] for d in first["results"]] == ["sales 2026"]
+    second = api.get(first["next"]).json()
+    assert [d["name"] for d in second["results"]] == ["Sales 2025"]
+    assert second["next"] is None
+
+
+def test_the_list_refuses_an_unknown_status_filter(api):
+    response = api.get("/api/datasets/?status=done")
+    assert response.status_code == 400
+    assert "status" in response.json()["error"]["fields"]
+
+
 def test_upload_rejects_an_empty_file(api):
     response = upload(api, b"")
     assert response.status_code == 400
