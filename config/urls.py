@@ -13,6 +13,7 @@ urlpatterns = [
     path("", web_views.home, name="web-home"),
     path("login/", web_views.LoginView.as_view(), name="web-login"),
     path("logout/", LogoutView.as_view(), name="web-logout"),
+    path("datasets/<uuid:dataset_id>/", web_views.dataset_page, name="web-dataset"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

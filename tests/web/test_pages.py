@@ -39,8 +39,8 @@ def test_login_then_the_page_then_logout(user):
 
     home = client.get("/")
     assert home.status_code == 200
-    assert b"Upload a CSV file" in home.content
-    assert b"web/app.js" in home.content
+    assert b"Upload CSV files" in home.content
+    assert b"web/home.js" in home.content
     # The page itself sets the CSRF cookie, readable by its script (not HttpOnly).
     cookie = home.cookies["csrftoken"]
     assert cookie.value
@@ -96,6 +96,6 @@ def test_every_login_form_shares_one_throttle_and_is_audited(user, settings):
     assert client.get("/admin/login/").status_code == 200  # the form itself is not counted
 
 
-def test_the_script_and_styles_are_static_files():
-    assert finders.find("web/app.js")
-    assert finders.find("web/app.css")
+def test_the_scripts_and_styles_are_static_files():
+    for name in ["common.js", "home.js", "dataset.js", "app.css", "vendor/tus.min.js"]:
+        assert finders.find(f"web/{name}"), name
