@@ -134,9 +134,24 @@ else:
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_URL must be a postgres:// (or sqlite://) URL.")
-    # Persistent connections: measured 5x throughput on cached endpoints.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    pool_size = env.int("CSVAULT_DATABASE_POOL", default=0)
+    if pool_size:
+        # A connection pool per process (psycopg_pool, Django's "pool" option), for the
+        # gevent web workers (scripts/gunicorn.conf.py sets it): there every greenlet is
+        # a "thread" with its own connection, so persistent ones would grow with the
+        # clients; the pool bounds them and lends one per request.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        options: dict[str, Any] = dict(DATABASES["default"].get("OPTIONS") or {})  # type: ignore[arg-type]
+        options["pool"] = {
+            "min_size": min(2, pool_size),
+            "max_size": pool_size,
+            "timeout": env.float("CSVAULT_DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+        DATABASES["default"]["OPTIONS"] = options
+    else:
+        # Persistent connections: measured 5x throughput on cached endpoints.
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache ------------------------------------------------------------------
@@ -269,6 +284,10 @@ USE_TZ = True
 
 # --- csvault ----------------------------------------------------------------
 CSVAULT_MAX_UPLOAD_BYTES = env.int("CSVAULT_MAX_UPLOAD_BYTES", default=1 << 30)
+# After the grace period a request body must average at least this many bytes a second
+# since the request began, or it is cut with 408 (csvault/core/bodyrate.py; gevent worker).
+CSVAULT_MIN_BODY_RATE = env.int("CSVAULT_MIN_BODY_RATE", default=10240)
+CSVAULT_BODY_GRACE_SECONDS = env.float("CSVAULT_BODY_GRACE_SECONDS", default=30.0)
 # A resumable upload not finished this many seconds after its creation is deleted.
 CSVAULT_UPLOAD_EXPIRES = env.int("CSVAULT_UPLOAD_EXPIRES", default=24 * 3600)
 CSVAULT_MAX_COLUMNS = env.int("CSVAULT_MAX_COLUMNS", default=1000)

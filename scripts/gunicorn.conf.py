@@ -8,8 +8,15 @@ import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# gevent: a connection that sends slowly (headers or body) holds a greenlet, not one of a
+# few threads, so slow clients cannot take the web tier away (docs/security.md); the body
+# reader cuts bodies slower than CSVAULT_MIN_BODY_RATE (csvault/core/bodies.py).
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "1000"))
+threads = int(os.environ.get("WEB_THREADS", "4"))  # gthread only
+if worker_class == "gevent":
+    # Each greenlet is a "thread" to Django: a pool per process bounds the connections.
+    os.environ.setdefault("CSVAULT_DATABASE_POOL", os.environ.get("WEB_DATABASE_POOL", "8"))
 # Large uploads stream for a long time; don't kill a worker mid-upload.
 timeout = int(os.environ.get("WEB_TIMEOUT", "600"))
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "5"))

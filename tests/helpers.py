@@ -500,5 +500,5 @@ def web_process(extra_env: dict[str, str], log: Path) -> Iterator[str]:
 def _answers(requests: Any, url: str) -> bool:
     try:
         return bool(requests.get(url, timeout=2).status_code == 200)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
         return False

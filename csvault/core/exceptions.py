@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -46,6 +47,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             ),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
+    if _pool_exhausted(exc):
+        # Every pooled database connection stayed busy for the pool's timeout: overload.
+        logger.warning("database pool exhausted: %s", exc)
+        return Response(
+            error_body("busy", "The service is busy. Try again in a few seconds."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, CsvaultError):
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(retry_after)} if retry_after else None
@@ -65,6 +74,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = exc.detail
         response.data = error_body(code, str(detail))
     return response
+
+
+def _pool_exhausted(exc: Exception) -> bool:
+    """A database error caused by psycopg_pool's PoolTimeout (settings: CSVAULT_DATABASE_POOL)."""
+    if not isinstance(exc, DatabaseError):
+        return False
+    cause = exc.__cause__
+    return cause is not None and type(cause).__name__ == "PoolTimeout"
 
 
 def _audit(exc: Exception, context: dict[str, Any]) -> None:
