@@ -222,7 +222,13 @@ def _reader(command: str) -> dict[str, object]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = Parser(prog="csvault", description=(__doc__ or "").split("\n\n")[0])
+    doc = __doc__ or ""
+    top = Parser(
+        prog="csvault",
+        description=doc.split("\n\n")[0].replace("``", ""),
+        epilog="Exit status:" + doc.split("Exit status:")[-1].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--url", default=os.environ.get("CSVAULT_URL"), help="server (CSVAULT_URL)")
     top.add_argument(
         "--token", default=os.environ.get("CSVAULT_TOKEN"), help="API token (CSVAULT_TOKEN)"

@@ -27,6 +27,10 @@ ROWS_PAGE = 1000
 #: A table cell is cut to this many columns (``…``).
 CELL_WIDTH = 40
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: Line and paragraph separators, and the bidirectional overrides that would reorder
+#: what a terminal shows: escaped like control characters.
+_INVISIBLE = {"Cc", "Zl", "Zp"}
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -40,14 +44,17 @@ def width(text: str) -> int:
     )
 
 
+def _escape(ch: str) -> str:
+    if unicodedata.category(ch) not in _INVISIBLE and ch not in _BIDI:
+        return ch
+    return _ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+
+
 def cell(value: Any, limit: int = CELL_WIDTH) -> str:
     """A value for a table: ``-`` for none, control characters escaped, cut to ``limit``."""
     if value is None:
         return "-"
-    text = "".join(
-        _ESCAPES.get(ch, f"\\x{ord(ch):02x}") if unicodedata.category(ch) == "Cc" else ch
-        for ch in str(value)
-    )
+    text = "".join(_escape(ch) for ch in str(value))
     if width(text) <= limit:
         return text
     out, used = "", 0
@@ -184,9 +191,9 @@ def show_text(d: dict[str, Any]) -> str:
     ]
     if d["status"] not in FINAL and d.get("progress"):
         items.append(("progress", describe_progress(d["progress"])))
-    items += [("warning", describe_error(w)) for w in d.get("warnings") or []]
+    items += [("warning", cell(describe_error(w), 1000)) for w in d.get("warnings") or []]
     if d.get("error"):
-        items.append(("error", describe_error(d["error"])))
+        items.append(("error", cell(describe_error(d["error"]), 1000)))
     return "".join(f"{name:<10} {value}\n" for name, value in items)
 
 

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from csvault.cli_read import cell
 from tests.cli.test_cli import cli_env, csvault
 from tests.csvdata import HEADER, to_csv, tricky_rows
 from tests.helpers import ROOT, ingest, upload
@@ -159,3 +160,9 @@ def test_profile_is_one_line_per_column(live_server, api, user):
     early = csvault(live_server, user.auth_token.key, "profile", waiting)
     assert early.returncode == 2
     assert early.stderr.startswith("csvault: HTTP 409 not_ready: The dataset is pending")
+
+
+def test_a_cell_cannot_move_the_terminal():
+    # Escape sequences, line separators and bidirectional overrides are shown escaped.
+    assert cell("red\x1b[31m\u2028next\u202eevil") == "red\\x1b[31m\\u2028next\\u202eevil"
+    assert cell("東京" * 30, limit=9) == "東京東京…"
