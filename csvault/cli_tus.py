@@ -8,7 +8,8 @@ path, size and mtime and the upload options: running the same command again resu
 where the server stands. The state file is ``$CSVAULT_UPLOAD_STATE``, else
 ``$XDG_STATE_HOME/csvault/uploads.json``, else ``~/.local/state/csvault/uploads.json``.
 
-This module imports nothing from csvault.cli (which imports it).
+This module imports nothing from csvault.cli (which imports it); its progress bar is
+csvault.cli_progress's, its error lines csvault.cli_http's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from csvault.cli_http import Unreachable, error_text, reason
+from csvault.cli_progress import Bar
 
 TUS_VERSION = "1.0.0"
 #: Files from this size up go resumable unless ``--no-tus``.
@@ -51,8 +55,8 @@ class _Gone(Exception):
 class _Retry(Exception):
     """A failed attempt worth repeating after ``wait`` seconds (None: the backoff)."""
 
-    def __init__(self, reason: str, wait: float | None = None) -> None:
-        super().__init__(reason)
+    def __init__(self, why: str, wait: float | None = None) -> None:
+        super().__init__(why)
         self.wait = wait
 
 
@@ -102,57 +106,8 @@ class State:
             self._save(data)
 
 
-class Bar:
-    """``[####......]  41.9%  8.0 of 19.1 MiB  35.2 MiB/s  ETA 0:01`` on stderr."""
-
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.total, self.start, self.enabled = total, start, enabled
-        self.began = self.shown = time.monotonic()
-        self.done, self.printed = start, -1
-
-    def update(self, done: int, force: bool = False) -> None:
-        self.done = done
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self.shown < 0.1) or done == self.printed:
-            return
-        self.shown, self.printed = now, done
-        fraction = done / self.total if self.total else 1.0
-        filled = int(fraction * 24)
-        speed = (done - self.start) / max(now - self.began, 1e-6)
-        eta = f"{_clock((self.total - done) / speed)}" if speed > 0 else "--:--"
-        text = (
-            f"[{'#' * filled}{'.' * (24 - filled)}] {fraction * 100:5.1f}%  "
-            f"{done / (1 << 20):.1f} of {self.total / (1 << 20):.1f} MiB  "
-            f"{speed / (1 << 20):.1f} MiB/s  ETA {eta}"
-        )
-        print(f"\r{text:<78}", end="", file=sys.stderr, flush=True)
-
-    def note(self, text: str) -> None:
-        """A line of its own (the bar goes on below it)."""
-        if self.enabled:
-            print(file=sys.stderr)
-        print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.update(self.done, force=True)
-            print(file=sys.stderr)
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
-
-
 def _error(status: int, body: bytes) -> str:
-    try:
-        error = json.loads(body).get("error", {})
-    except (ValueError, AttributeError):
-        error = {}
-    message = error.get("message") if isinstance(error, dict) else None
-    code = error.get("code", "") if isinstance(error, dict) else ""
-    return f"HTTP {status} {code}: {message or body[:200].decode(errors='replace')}"
+    return error_text(status, body)
 
 
 def _retry_after(response: http.client.HTTPResponse) -> float | None:
@@ -305,7 +260,7 @@ class TusUpload:
             except _Gone as exc:
                 raise TusFailed(f"{self.server} has no /api/uploads/: {exc}") from None
             except (OSError, http.client.HTTPException) as exc:
-                raise TusFailed(f"cannot reach {self.server}: {exc}") from None
+                raise Unreachable(f"cannot reach {self.server}: {reason(exc)}") from None
         try:
             self._send(url, offset)
         except _Gone as exc:
@@ -314,13 +269,12 @@ class TusUpload:
                 f"the upload is gone from the server ({exc}); run again to start over"
             ) from None
         except KeyboardInterrupt:
-            print("\ninterrupted: run the same command again to resume", file=sys.stderr)
-            raise
+            raise KeyboardInterrupt("interrupted: run the same command again to resume") from None
         self.state.remove(self.key)
         return url.rstrip("/").rsplit("/", 1)[1]
 
     def _send(self, url: str, offset: int) -> None:
-        bar = Bar(self.size, offset, self.progress)
+        bar = Bar(f"{self.path.name} (resumable)", self.size, offset, enabled=self.progress)
         bar.update(offset, force=True)
         failures, chunks, resync = 0, 0, False
         with self.path.open("rb") as fh:
@@ -340,18 +294,18 @@ class TusUpload:
                         raise KeyboardInterrupt
                     continue
                 except _Retry as exc:
-                    reason, wait = str(exc), exc.wait
+                    why, wait = str(exc), exc.wait
                 except (OSError, http.client.HTTPException) as exc:
-                    reason, wait = f"{type(exc).__name__}: {exc}", None
+                    why, wait = f"{type(exc).__name__}: {exc}", None
                 failures += 1
                 if failures > RETRIES:
                     bar.close()
                     raise TusFailed(
-                        f"upload failed {failures} times in a row ({reason}); "
+                        f"upload failed {failures} times in a row ({why}); "
                         "run the same command again to resume"
                     )
                 wait = min(wait if wait is not None else 2.0 ** (failures - 1), MAX_WAIT)
-                bar.note(f"{reason}; retrying in {wait:.0f} s")
+                bar.note(f"{why}; retrying in {wait:.0f} s")
                 time.sleep(wait)
                 resync = True
         bar.close()
