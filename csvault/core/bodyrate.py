@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.db import connections
+
 logger = logging.getLogger(__name__)
 
 #: A body is read in pieces of at most this many bytes, each with its own deadline.
@@ -58,6 +60,7 @@ class MinRateInput:
     def _read(self, method: Callable[[int], bytes], size: int) -> bytes:
         if self.too_slow:
             raise BodyTooSlow("the request body is too slow")
+        _release_database()
         seconds = max(0.001, self._deadline(size) - time.monotonic())
         try:
             with self.timeout(seconds, BodyTooSlow("the request body is too slow")):
@@ -140,3 +143,11 @@ class MinBodyRate:
             [("Content-Type", "application/json"), ("Connection", "close")],
         )
         return [json.dumps(payload).encode()]
+
+
+def _release_database() -> None:
+    """Give a pooled database connection back while waiting for the client: a slow body
+    must not hold one of the pool's few connections (the next query takes one again)."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

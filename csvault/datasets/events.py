@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import close_old_connections
 from django.http import Http404
 
 from csvault.datasets.models import FINAL_STATUSES
@@ -40,6 +41,9 @@ def progress_events(*, owner: User, dataset_id: uuid.UUID) -> Iterator[str]:
         if time.monotonic() - last_sent > 15:
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()
+        # A pooled database connection goes back to the pool between reads (a stream
+        # lasts up to a minute); a persistent one stays (closed only when obsolete).
+        close_old_connections()
         time.sleep(interval)
 
 
