@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -32,7 +33,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -221,10 +221,13 @@ def multiprocess_registry() -> CollectorRegistry:
 
 
 def _authorized(request: HttpRequest) -> bool:
+    return _token_accepted(request.headers.get("Authorization", ""))
+
+
+def _token_accepted(header: str) -> bool:
     token = settings.CSVAULT_METRICS_TOKEN
     if not token:
         return bool(settings.CSVAULT_METRICS_PUBLIC)
-    header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
 
@@ -251,10 +254,40 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 
 def start_worker_exporter(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104
-    """Serve this host's multiprocess metrics on ``port`` (for hosts that run only workers).
+    """Serve this host's multiprocess metrics on ``port`` (for hosts that run only workers),
+    behind the same rule as ``/metrics``: the bearer token ``CSVAULT_METRICS_TOKEN``, or
+    open to anyone only with ``CSVAULT_METRICS_PUBLIC``.
 
     Scrape-time state (datasets, queues, scanner) is left to ``/metrics`` on the web
     servers, so that it is not reported once per host.
     """
-    start_http_server(port, addr=addr, registry=multiprocess_registry())
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    metrics_app = make_wsgi_app(multiprocess_registry())
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not _token_accepted(environ.get("HTTP_AUTHORIZATION", "")):
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Bearer realm="metrics"')],
+            )
+            return [b"metrics need Authorization: Bearer <CSVAULT_METRICS_TOKEN>\n"]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # one line per scrape on stderr would drown the worker's log
+
+    server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    if not settings.CSVAULT_METRICS_TOKEN and not settings.CSVAULT_METRICS_PUBLIC:
+        logger.warning(
+            "worker metrics exporter on %s:%d refuses every scrape: set CSVAULT_METRICS_TOKEN "
+            "(or CSVAULT_METRICS_PUBLIC=1)",
+            addr,
+            port,
+        )
     logger.info("worker metrics exporter listening on %s:%d", addr, port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import pytest
 from django.test import Client
 
 from csvault.scanning import get_scanner
-from tests.core.promtext import Samples, parse, scrape, value
+from tests.core.promtext import METRICS_TOKEN, Samples, parse, scrape, value
 from tests.csvdata import MARKER, to_csv, tricky_rows
 from tests.helpers import free_port, upload, wait_for_status
 
@@ -43,7 +44,13 @@ def test_a_worker_ingest_moves_the_counters_by_exactly_its_rows(
 ) -> None:
     port = free_port()
     worker = worker_factory()
-    worker.start(extra_env={"CSVAULT_WORKER_METRICS_PORT": str(port)})
+    worker.start(
+        extra_env={
+            "CSVAULT_WORKER_METRICS_PORT": str(port),
+            "CSVAULT_METRICS_TOKEN": METRICS_TOKEN,
+            "CSVAULT_METRICS_PUBLIC": "1",  # the token still rules when one is set
+        }
+    )
     client = Client()
     scanner = get_scanner().name
     before = scrape(client)
@@ -72,8 +79,14 @@ def test_a_worker_ingest_moves_the_counters_by_exactly_its_rows(
     assert moved("csvault_scan_verdicts_total", verdict="clean", scanner=scanner) == 1
     assert moved("csvault_task_results_total", task="csvault.scan_dataset", result="queued") == 1
 
-    # The worker's own exporter serves the same multiprocess metrics.
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    # The worker's own exporter serves the same multiprocess metrics, to the token only.
+    url = f"http://127.0.0.1:{port}/metrics"
+    for wrong in [{}, {"Authorization": "Bearer nope"}]:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, headers=wrong), timeout=5)
+        assert refused.value.code == 401
+    token = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=token), timeout=5) as response:
         exported = parse(response.read().decode())
     assert value(exported, "csvault_rows_ingested_total") == value(
         after, "csvault_rows_ingested_total"
