@@ -52,9 +52,11 @@ def new_context(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
         context.on("weberror", lambda e: errors.append(str(e.error)))
         context.on(
             "console",
-            lambda m: errors.append(m.text)
-            if m.type == "error" and "Failed to load resource" not in m.text
-            else None,
+            lambda m: (
+                errors.append(m.text)
+                if m.type == "error" and "Failed to load resource" not in m.text
+                else None
+            ),
         )
         return context
 

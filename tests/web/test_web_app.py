@@ -245,5 +245,7 @@ def test_an_ended_session_reads_as_a_sentence_with_a_login_link(
     context.clear_cookies()
     page.fill("#filter-search", "x")
     page.wait_for_selector("#list-error:not([hidden])")
-    assert page.text_content("#list-error") == "Your session has ended. Log in again to go on. Log in"
+    assert (
+        page.text_content("#list-error") == "Your session has ended. Log in again to go on. Log in"
+    )
     assert page.get_attribute("#list-error a", "href") == "/login/?next=%2F"
