@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files, served by csvault itself (/api/docs/ loads nothing from a CDN).
+    "drf_spectacular_sidecar",
     "csvault.core",
     "csvault.datasets",
     "csvault.audit",
@@ -243,6 +245,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- security ---------------------------------------------------------------
