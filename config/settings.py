@@ -225,7 +225,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "csvault.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "csvault.core.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "csvault.core.pagination.NewestFirstCursorPagination",
     "PAGE_SIZE": 50,
@@ -249,6 +249,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation's error answers, the Error body and the HEAD/OPTIONS operations
+    # that views implement themselves (tus, the export's HEAD): csvault/core/schema.py.
+    "DEFAULT_GENERATOR_CLASS": "csvault.core.schema.SchemaGenerator",
     # Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
