@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.views import LogoutView
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from csvault.core.apis import LoginApi, LogoutApi
 from csvault.core.health import healthz, readyz
@@ -55,7 +55,9 @@ urlpatterns = [
         name="dataset-export",
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI with its init script fetched from ?script, not inline: it runs under the
+    # Content-Security-Policy's script-src 'self' (config/settings.py).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 handler400 = "csvault.core.exceptions.json_400"

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
 from csvault.core.errors import UploadRejected
+from csvault.core.schema import header, response_header
 from csvault.datasets.events import progress_events
 from csvault.datasets.export import (
     dataset_export,
@@ -89,7 +90,23 @@ class DatasetListCreateApi(GenericAPIView[Dataset]):
             )
         )
 
-    @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
+    @extend_schema(
+        request=DatasetUploadSerializer,
+        parameters=[
+            header(
+                "Idempotency-Key",
+                "Optional; 1 to 255 visible ASCII characters, else 400 `invalid_idempotency_key`. "
+                "A key this user already used answers 200 with that upload's dataset, without "
+                "storing this body; two requests racing with one key store one dataset.",
+                pattern="^[!-~]{1,255}$",
+            ),
+            response_header("Idempotent-Replayed", "A replayed answer.", enum=["true"], on=[200]),
+        ],
+        responses={
+            201: DatasetSerializer,
+            200: OpenApiResponse(DatasetSerializer, description="The earlier upload's dataset."),
+        },
+    )
     def post(self, request: Request) -> Response:
         if not request.META.get("CONTENT_LENGTH"):
             # Django reads no body without a Content-Length (chunked or close-delimited);
@@ -281,7 +298,13 @@ class DatasetExportApi(StreamingApi):
         parameters=[
             OpenApiParameter(
                 "format", str, enum=["csv", "jsonl"], description="csv (default) or jsonl."
-            )
+            ),
+            OpenApiParameter(
+                "formula_safe",
+                str,
+                description="CSV: 1 or true (default) prefix with ' the cells a spreadsheet "
+                "would run as a formula; 0 or false export every cell exactly (for programs).",
+            ),
         ],
         responses={
             (200, media_type): OpenApiResponse(
@@ -295,6 +318,10 @@ class DatasetExportApi(StreamingApi):
     def get(self, request: Request, dataset_id: str) -> StreamingHttpResponse:
         return self._export(request, dataset_id, with_body=True)
 
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str), OpenApiParameter("formula_safe", str)],
+        responses={200: OpenApiResponse(description="GET's status and headers, no row read.")},
+    )
     def head(self, request: Request, dataset_id: str) -> StreamingHttpResponse:
         """GET's status and headers without reading a row (servers iterate HEAD bodies too)."""
         return self._export(request, dataset_id, with_body=False)

@@ -16,7 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils.http import http_date
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +26,7 @@ from rest_framework.views import APIView
 from csvault.audit.models import AuditAction
 from csvault.audit.services import audit_record
 from csvault.core.errors import CsvaultError, QuotaExceeded, UploadRejected
+from csvault.core.schema import header, response_header
 from csvault.datasets.models import Dataset
 from csvault.datasets.resumable import (
     CHECKSUMS,
@@ -50,7 +52,13 @@ def _http_date(value: Any) -> str:
     return http_date(value.timestamp())
 
 
-@extend_schema(exclude=True)  # tus is described by its protocol (docs/api.md), not OpenAPI
+@extend_schema(
+    methods=["POST", "HEAD", "PATCH", "DELETE"],
+    parameters=[
+        header("Tus-Resumable", "Any other, or none, is 412.", enum=[TUS_VERSION], required=True),
+        response_header("Tus-Resumable", TUS_VERSION),
+    ],
+)  # the error answers of each operation: csvault/core/schema.py
 class _TusView(APIView):
     """Shared: method override, version check, Tus-Resumable on every answer."""
 
@@ -91,6 +99,18 @@ class _TusView(APIView):
         response["Cache-Control"] = "no-store"
         return response
 
+    @extend_schema(
+        summary="The server's tus capabilities",
+        description="tus discovery: version, extensions, size limit, checksum algorithms.",
+        request=None,
+        parameters=[
+            response_header("Tus-Version", TUS_VERSION),
+            response_header("Tus-Extension", EXTENSIONS),
+            response_header("Tus-Max-Size", "CSVAULT_MAX_UPLOAD_BYTES", kind=int),
+            response_header("Tus-Checksum-Algorithm", ",".join(CHECKSUMS)),
+        ],
+        responses={204: OpenApiResponse(description="No body; the capabilities are headers.")},
+    )
     def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -173,6 +193,23 @@ def _offset_headers(response: Response, dataset: Dataset) -> Response:
 class TusUploadsApi(_TusView):
     """``POST /api/uploads/``: create an upload (and send its first chunk with it)."""
 
+    @extend_schema(
+        summary="Create a resumable upload (tus 1.0), optionally with its first chunk",
+        parameters=[
+            header("Upload-Length", "Bytes, at most Tus-Max-Size.", kind=int, required=True),
+            header(
+                "Upload-Metadata",
+                "`key base64(value)` pairs, comma-separated: `filename`, and optionally `name`, "
+                "`delimiter`, `encoding`, `has_header` (true/false), as in a multipart upload.",
+            ),
+            header("Upload-Checksum", "With a first chunk: `sha1|sha256|md5 base64(digest)`."),
+            response_header("Location", "…/api/uploads/{id}; the id is the dataset's.", on=[201]),
+            response_header("Upload-Offset", "The first chunk's length, or 0.", kind=int, on=[201]),
+            response_header("Upload-Expires", "When it is deleted unless finished.", on=[201]),
+        ],
+        request={CHUNK_TYPE: OpenApiTypes.BINARY},
+        responses={201: OpenApiResponse(description="The dataset is `uploading` until its end.")},
+    )
     def post(self, request: Request) -> Response:
         length = _length_header(request, "Upload-Length")
         meta = _metadata(request)
@@ -214,6 +251,7 @@ def _fresh(dataset_id: uuid.UUID) -> Dataset:
     return Dataset.objects.select_related("resumable").get(id=dataset_id)
 
 
+@extend_schema(methods=["OPTIONS"], exclude=True)  # discovery is OPTIONS /api/uploads/
 class TusUploadApi(_TusView):
     """``HEAD``, ``PATCH``, ``DELETE /api/uploads/{id}``."""
 
@@ -235,11 +273,34 @@ class TusUploadApi(_TusView):
             dataset = upload_complete(dataset_id=dataset.id)  # a request died finishing it
         return dataset
 
+    @extend_schema(
+        summary="Where a resumable upload stands",
+        description="A finished upload answers with its offset at its length.",
+        parameters=[
+            response_header("Upload-Offset", "The next chunk starts here.", kind=int, on=[200]),
+            response_header("Upload-Length", kind=int, on=[200]),
+            response_header("Upload-Expires", "While unfinished: when it is deleted.", on=[200]),
+        ],
+        responses={200: OpenApiResponse(description="No body.")},
+    )
     def head(self, request: Request, dataset_id: uuid.UUID) -> Response:
         return _offset_headers(
             Response(status=status.HTTP_200_OK), self._upload(request, dataset_id)
         )
 
+    @extend_schema(
+        summary="Append a chunk to a resumable upload",
+        description="A client that cannot send PATCH (or HEAD, DELETE) may POST with "
+        "`X-HTTP-Method-Override`. After the last byte the dataset is `pending`.",
+        parameters=[
+            header("Upload-Offset", "The upload's offset (HEAD).", kind=int, required=True),
+            header("Upload-Checksum", "`sha1|sha256|md5 base64(digest)` of this chunk."),
+            response_header("Upload-Offset", "The new offset.", kind=int, on=[204]),
+            response_header("Upload-Expires", on=[204]),
+        ],
+        request={CHUNK_TYPE: OpenApiTypes.BINARY},
+        responses={204: OpenApiResponse(description="Appended.")},
+    )
     def patch(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = self._upload(request, dataset_id)
         offset = _length_header(request, "Upload-Offset")
@@ -267,6 +328,10 @@ class TusUploadApi(_TusView):
             ) from None
         return _offset_headers(Response(status=status.HTTP_204_NO_CONTENT), _fresh(dataset.id))
 
+    @extend_schema(
+        summary="Delete a resumable upload, finished or not (tus termination)",
+        responses={204: OpenApiResponse(description="Deleted; the data key is destroyed.")},
+    )
     def delete(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = self._upload(request, dataset_id)
         dataset_delete(dataset=dataset)

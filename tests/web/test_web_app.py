@@ -200,18 +200,18 @@ def test_every_dataset_is_reachable_and_the_list_filters_by_name_and_status(
     assert len(names()) == 50
     assert names()[0] == "set 54"
     page.click("#list-more")
-    page.wait_for_function("document.querySelectorAll('#datasets tbody tr').length === 55")
+    page.wait_for_function("() => document.querySelectorAll('#datasets tbody tr').length === 55")
     assert names() == [f"set {n:02d}" for n in reversed(range(55))]
     assert page.is_hidden("#list-more")
 
     page.fill("#filter-search", "set 1")
-    page.wait_for_function("document.querySelectorAll('#datasets tbody tr').length === 10")
+    page.wait_for_function("() => document.querySelectorAll('#datasets tbody tr').length === 10")
     assert names() == [f"set {n}" for n in range(19, 9, -1)]
     page.select_option("#filter-status", "failed")
-    page.wait_for_function("document.querySelectorAll('#datasets tbody tr').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('#datasets tbody tr').length === 1")
     assert names() == ["set 11"]
     page.fill("#filter-search", "")
-    page.wait_for_function("document.querySelectorAll('#datasets tbody tr').length === 5")
+    page.wait_for_function("() => document.querySelectorAll('#datasets tbody tr').length === 5")
     assert names() == ["set 44", "set 33", "set 22", "set 11", "set 00"]
 
 
