@@ -275,7 +275,7 @@ def start_worker_exporter(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S1
                 [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Bearer realm="metrics"')],
             )
             return [b"metrics need Authorization: Bearer <CSVAULT_METRICS_TOKEN>\n"]
-        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        return metrics_app(environ, start_response)
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:

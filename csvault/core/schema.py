@@ -71,6 +71,10 @@ CSRF = "A session-authenticated request without its CSRF token (`X-CSRFToken`): 
 NOT_FOUND = "No such dataset, or another user's (never 403): `not_found`."
 UNSUPPORTED = "A body in a type this operation does not read: `unsupported_media_type`."
 THROTTLED = "Over the rate of this kind of request: `throttled`, with `Retry-After`."
+BUSY = (
+    "Overloaded: every pooled database connection stayed busy for "
+    "`CSVAULT_DATABASE_POOL_TIMEOUT`: `busy`, with `Retry-After`."
+)
 
 # --- answers of one operation or protocol ---------------------------------------------
 NOT_READY = "The dataset is not completed yet: `not_ready`, with its `status`."
@@ -194,7 +198,7 @@ class AutoSchema(BaseAutoSchema):
         responses = operation["responses"]
         for status, description in sorted(self.error_answers(operation).items()):
             answer: dict[str, Any] = {"description": description}
-            if status == 429:
+            if status in (429, 503):
                 answer["headers"] = RETRY_AFTER
             if self.method != "HEAD":  # a HEAD answer has no body, errors included
                 answer["content"] = {"application/json": {"schema": error.ref}}
@@ -221,7 +225,10 @@ class AutoSchema(BaseAutoSchema):
             answers[415] = UNSUPPORTED
         if view.get_throttles():
             answers[429] = THROTTLED
-        answers.update(SPECIFIC.get((self.method, self.path), {}))
+        if authenticated:
+            answers[503] = BUSY
+        for status, description in SPECIFIC.get((self.method, self.path), {}).items():
+            answers[status] = f"{description} {BUSY}" if status == 503 else description
         return answers
 
 

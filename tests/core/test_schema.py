@@ -79,7 +79,7 @@ def test_every_operation_documents_its_error_answers_with_the_error_body(
         ("POST", "/api/auth/logout/", {"401", "403", "429"}),
         ("GET", "/api/datasets/", {"400", "401", "404", "429"}),
         ("POST", "/api/datasets/", {"400", "401", "403", "411", "413", "415", "429", "503"}),
-        ("GET", "/api/datasets/{dataset_id}/", {"401", "404", "429"}),
+        ("GET", "/api/datasets/{dataset_id}/", {"401", "404", "429", "503"}),
         ("DELETE", "/api/datasets/{dataset_id}/", {"401", "403", "404", "429"}),
         ("GET", "/api/datasets/{dataset_id}/rows/", {"400", "401", "404", "409", "429", "500"}),
         ("GET", "/api/datasets/{dataset_id}/profile/", {"401", "404", "409", "429", "500"}),
@@ -106,7 +106,7 @@ def test_every_specific_answer_names_an_operation_of_the_schema(schema: dict[str
     for key, answers in SPECIFIC.items():
         assert key in documented, key
         for status, description in answers.items():
-            assert documented[key]["responses"][str(status)]["description"] == description
+            assert documented[key]["responses"][str(status)]["description"].startswith(description)
 
 
 def _error_component(schema: dict[str, Any]) -> dict[str, Any]:
