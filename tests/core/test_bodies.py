@@ -46,12 +46,14 @@ def spooled() -> set[str]:
 
 
 class Body(io.RawIOBase):
-    """A request body as the server reads it: counts the bytes taken and notes what was
-    spooled while it was being read. Past its content it reads as a closed connection."""
+    """A request body as the server reads it: counts the bytes taken and notes what
+    appeared in the spool while it was being read. Past its content it reads as a closed
+    connection."""
 
     def __init__(self, content: bytes) -> None:
         self._content = io.BytesIO(content)
         self.read_bytes = 0
+        self._before = spooled()
         self.spooled: set[str] = set()
 
     def readable(self) -> bool:
@@ -59,7 +61,7 @@ class Body(io.RawIOBase):
 
     def _took(self, data: bytes) -> bytes:
         self.read_bytes += len(data)
-        self.spooled |= spooled()
+        self.spooled |= spooled() - self._before
         return data
 
     def read(self, size: int | None = -1) -> bytes:
@@ -196,6 +198,21 @@ def test_an_anonymous_hostile_body_is_refused_and_never_spooled(
     assert body.spooled == set()
     assert spooled() == before
     assert not Dataset.objects.exists()
+
+
+@pytest.mark.parametrize(("method", "url"), [UPLOAD_ROUTE, *TUS_ROUTES])
+def test_an_upload_with_a_wrong_token_is_refused_unread(method: str, url: str) -> None:
+    response, body = send(
+        Client(),
+        method,
+        url,
+        b"a,b\n" * 1000,
+        CHUNK if "uploads" in url else MULTIPART,
+        TWO_GIB,
+        Authorization="Token not-a-real-token",
+    )
+    assert_error(response, *NOT_AUTHENTICATED)
+    assert body.read_bytes == 0
 
 
 def test_a_form_body_up_to_the_limit_is_read_and_one_byte_more_is_not(user: Any) -> None:

@@ -14,13 +14,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from csvault.csvio.sniff import not_text_reason
+from csvault.datasets.models import Dataset
 from csvault.scanning.base import ScannerUnavailable
 from csvault.scanning.clamd import ClamdScanner
-from tests.helpers import Clamd, free_port
+from tests.helpers import Clamd, free_port, ingest, upload
 from tests.scanning.conftest import start_clamd
 from tests.scanning.samples import chunked, clean_csv, html_csv, zip_of_zeros
 
@@ -69,6 +71,20 @@ def test_a_zip_bomb_inside_a_csv_costs_clamd_nothing(script_clamd: tuple[Clamd, 
     ClamdScanner(script_clamd[0].url).scan(chunked(upload, 65536))
 
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.django_db
+def test_a_csv_carrying_a_zip_bomb_is_scanned_then_fails_the_ingest(
+    api: Any, settings: Any, script_clamd: tuple[Clamd, Path]
+) -> None:
+    settings.CLAMD_URL = script_clamd[0].url
+    response = upload(api, clean_csv(10_000) + zip_of_zeros(16 << 20))
+    assert response.status_code == 201, response.content
+
+    dataset = Dataset.objects.get(id=ingest(response))
+
+    assert dataset.status == "failed"
+    assert (dataset.error or {})["code"] == "nul_byte"
 
 
 def test_a_large_csv_of_html_within_the_limits_is_clean(script_clamd: tuple[Clamd, Path]) -> None:
