@@ -7,6 +7,7 @@ Each test that needs other limits starts a clamd of its own with the script.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import threading
@@ -23,7 +24,7 @@ from csvault.datasets.models import Dataset
 from csvault.scanning.base import ScannerUnavailable
 from csvault.scanning.clamd import ClamdScanner
 from tests.helpers import Clamd, free_port, ingest, upload
-from tests.scanning.conftest import start_clamd
+from tests.scanning.conftest import SCRIPT, start_clamd
 from tests.scanning.samples import chunked, clean_csv, html_csv, zip_of_zeros
 
 
@@ -193,23 +194,16 @@ def test_a_spool_path_taken_by_someone_else_is_refused(tmp_path: Path) -> None:
     if not dev_shm_is_tmpfs():
         return  # the spool is then under CLAMD_DIR, private to it (test above)
     directory = tmp_path / "clamd"
-    spool_hash = (
-        subprocess.run(["sha1sum"], input=str(directory).encode(), capture_output=True, check=True)
-        .stdout[:12]
-        .decode()
-    )
-    taken = Path(f"/dev/shm/csvault-clamd-{spool_hash}")
+    env = {**os.environ, "CLAMD_DIR": str(directory), "CLAMD_PORT": str(free_port())}
+    taken = Path(f"/dev/shm/csvault-clamd-{hashlib.sha1(bytes(directory)).hexdigest()[:12]}")
     taken.symlink_to(tmp_path)
     try:
         started = subprocess.run(
-            [str(Path(__file__).parents[2] / "scripts" / "clamd.sh"), "start"],
-            env={**os.environ, "CLAMD_DIR": str(directory), "CLAMD_PORT": str(free_port())},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+            [str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=60
         )
     finally:
         taken.unlink()
+        # Should it have started after all, it must not outlive the test.
+        subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, timeout=30)
     assert started.returncode == 1
     assert "not a directory of this user" in started.stderr
