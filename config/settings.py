@@ -83,13 +83,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "csvault.core.middleware.RequestContextMiddleware",
-    # Before anything that reads a body (the CSRF check does): csvault/core/bodies.py.
-    "csvault.core.bodies.RequestBodyMiddleware",
     "csvault.core.middleware.UnfinishedUploadMiddleware",
     "csvault.core.middleware.ApiNoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before WhiteNoise and every view: static files and error pages carry the policy too.
     "csp.middleware.CSPMiddleware",
+    # Before anything that reads a body (the CSRF check does): csvault/core/bodies.py.
+    # Its refusals still get the request id, no-store, the security headers and the CSP.
+    "csvault.core.bodies.RequestBodyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

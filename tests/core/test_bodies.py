@@ -200,6 +200,17 @@ def test_an_anonymous_hostile_body_is_refused_and_never_spooled(
     assert not Dataset.objects.exists()
 
 
+@pytest.mark.parametrize("url", ["/login/", "/api/auth/token/"])
+def test_a_refusal_carries_the_headers_of_every_answer(anonymous: Client, url: str) -> None:
+    response, _ = send(anonymous, "POST", url, b"x", FORM, TWO_GIB)
+    assert_error(response, *TOO_LARGE)
+    assert response["X-Request-ID"]
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" in response
+    if url.startswith("/api/"):
+        assert response["Cache-Control"] == "no-store"
+
+
 @pytest.mark.parametrize(("method", "url"), [UPLOAD_ROUTE, *TUS_ROUTES])
 def test_an_upload_with_a_wrong_token_is_refused_unread(method: str, url: str) -> None:
     response, body = send(
