@@ -88,6 +88,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before WhiteNoise and every view: static files and error pages carry the policy too.
     "csp.middleware.CSPMiddleware",
+    # Before anything that reads a body (the CSRF check does): csvault/core/bodies.py.
+    # Its refusals still get the request id, no-store, the security headers and the CSP.
+    "csvault.core.bodies.RequestBodyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -319,6 +322,9 @@ CSVAULT_MAX_UPLOAD_BYTES = env.int("CSVAULT_MAX_UPLOAD_BYTES", default=1 << 30)
 # since the request began, or it is cut with 408 (csvault/core/bodyrate.py; gevent worker).
 CSVAULT_MIN_BODY_RATE = env.int("CSVAULT_MIN_BODY_RATE", default=10240)
 CSVAULT_BODY_GRACE_SECONDS = env.float("CSVAULT_BODY_GRACE_SECONDS", default=30.0)
+# Largest body of any request but an upload (login and admin forms, the token API):
+# refused with 413 from its Content-Length, before it is read.
+CSVAULT_FORM_MAX_BYTES = env.int("CSVAULT_FORM_MAX_BYTES", default=64 * 1024)
 # A resumable upload not finished this many seconds after its creation is deleted.
 CSVAULT_UPLOAD_EXPIRES = env.int("CSVAULT_UPLOAD_EXPIRES", default=24 * 3600)
 CSVAULT_MAX_COLUMNS = env.int("CSVAULT_MAX_COLUMNS", default=1000)

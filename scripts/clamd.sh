@@ -10,19 +10,24 @@
 #
 # Environment:
 #   CLAMD_PORT                TCP port on 127.0.0.1 (3310)
-#   CLAMD_DIR                 config, database copy, socket, log, pid, spool (/tmp/csvault-clamd)
+#   CLAMD_DIR                 config, database copy, socket, log, pid (/tmp/csvault-clamd)
 #   CLAMD_SIGNATURES_DIR      signatures copied into the database (signatures/)
 #   CLAMD_TMP_DIR             clamd's spool: INSTREAM data sits there, in clear, while it is
-#                             scanned; point it at a tmpfs to keep it off disk ($CLAMD_DIR/tmp)
-#   CSVAULT_MAX_UPLOAD_BYTES  the app's upload limit (1 GiB); the limits below default to it + 1M
+#                             scanned. Default: a private directory on /dev/shm when that is a
+#                             tmpfs (removed by `stop`), else $CLAMD_DIR/tmp (with a warning)
+#   CSVAULT_MAX_UPLOAD_BYTES  the app's upload limit (1 GiB); the size limits default to it + 1M
 #   CLAMD_STREAM_MAX_LENGTH   StreamMaxLength: longer INSTREAM -> "size limit exceeded" (rejected)
 #   CLAMD_MAX_FILE_SIZE       MaxFileSize: larger -> Heuristics.Limits.Exceeded.MaxFileSize FOUND
+#   CLAMD_MAX_SCAN_SIZE       MaxScanSize (twice MaxFileSize, at most 4000M)
 #   CLAMD_MAX_SCAN_TIME       MaxScanTime in ms (50000, below the client's 60 s read timeout)
+#   CLAMD_MAX_RECURSION       MaxRecursion (5)
+#   CLAMD_MAX_FILES           MaxFiles (1000)
 #   CLAMD_START_TIMEOUT       seconds to wait for PONG (30)
 #
-# AlertExceedsMax is on: without it clamd reports a file over its limits as clean.
-# clamd caps MaxFileSize at 2 GiB - 3 bytes, so with a larger upload limit the files
-# above that are rejected as Heuristics.Limits.Exceeded.MaxFileSize, never passed unscanned.
+# Why each limit has its value: docs/operations.md, "Malware scanner". AlertExceedsMax is
+# on: without it clamd reports a file over its limits as clean. clamd caps MaxFileSize at
+# 2 GiB - 3 bytes, so with a larger upload limit the files above that are rejected as
+# Heuristics.Limits.Exceeded.MaxFileSize, never passed unscanned.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -35,13 +40,42 @@ DEFAULT_LIMIT="$(((MAX_UPLOAD + 1048575) / 1048576 + 1))M"
 STREAM_MAX="${CLAMD_STREAM_MAX_LENGTH:-$DEFAULT_LIMIT}"
 FILE_MAX="${CLAMD_MAX_FILE_SIZE:-$DEFAULT_LIMIT}"
 SCAN_TIME="${CLAMD_MAX_SCAN_TIME:-50000}"
+RECURSION="${CLAMD_MAX_RECURSION:-5}"
+MAX_FILES="${CLAMD_MAX_FILES:-1000}"
 START_TIMEOUT="${CLAMD_START_TIMEOUT:-30}"
-SPOOL="${CLAMD_TMP_DIR:-$DIR/tmp}"
+# The spool holds plaintext: in memory (tmpfs) when the host has one, so it never reaches
+# a disk. One directory per CLAMD_DIR, so that several instances never share a spool.
+TMPFS_SPOOL="/dev/shm/csvault-clamd-$(printf %s "$DIR" | sha1sum | cut -c1-12)"
+if [ -n "${CLAMD_TMP_DIR:-}" ]; then
+  SPOOL="$CLAMD_TMP_DIR"
+elif [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ]; then
+  SPOOL="$TMPFS_SPOOL"
+else
+  SPOOL="$DIR/tmp"
+fi
 CONF="$DIR/clamd.conf"
 PIDFILE="$DIR/clamd.pid"
 LOG="$DIR/clamd.log"
 
 say() { echo "clamd.sh: $*" >&2; }
+
+# The spool holds plaintext while a stream is scanned: a directory of our own, mode 0700.
+make_spool() {
+  if [ "$SPOOL" = "$TMPFS_SPOOL" ]; then
+    # /dev/shm is shared by every user: refuse a path someone else made (or a symlink).
+    mkdir -m 700 "$SPOOL" 2>/dev/null || true
+    if [ -L "$SPOOL" ] || [ ! -d "$SPOOL" ] || [ ! -O "$SPOOL" ]; then
+      say "$SPOOL is not a directory of this user; set CLAMD_TMP_DIR"
+      exit 1
+    fi
+    # Left by a clamd that died mid-scan: plaintext nobody will read.
+    find "$SPOOL" -mindepth 1 -delete
+  else
+    mkdir -p "$SPOOL"
+    [ "$SPOOL" != "$DIR/tmp" ] || say "no tmpfs at /dev/shm: the spool $SPOOL is on disk"
+  fi
+  chmod 700 "$SPOOL"
+}
 
 find_clamd() {
   CLAMD_BIN="${CLAMD_BIN:-$(command -v clamd || true)}"
@@ -53,9 +87,9 @@ find_clamd() {
 }
 
 write_config() {
-  mkdir -p "$DIR/db" "$SPOOL"
-  # The spool holds plaintext while a stream is scanned: keep it private.
-  chmod 700 "$DIR" "$SPOOL"
+  mkdir -p "$DIR/db"
+  chmod 700 "$DIR"
+  make_spool
   rm -f "$DIR"/db/*
   local copied=0 file
   for file in "$SIGNATURES"/*.ndb "$SIGNATURES"/*.hdb "$SIGNATURES"/*.hsb; do
@@ -67,10 +101,11 @@ write_config() {
     say "no .ndb/.hdb/.hsb signatures in $SIGNATURES"
     exit 1
   fi
-  # Containers count their contents too; CSV text is scanned once, so twice is headroom
-  # (clamd cannot count past 4000M).
-  local scan_max=4000M
-  if [[ "$FILE_MAX" =~ ^[0-9]+M$ ]] && [ $((${FILE_MAX%M} * 2)) -lt 4000 ]; then
+  # The file itself counts, and text that clamd reads as HTML is scanned again normalised
+  # (about twice its size); clamd cannot count past 4000M.
+  local scan_max="${CLAMD_MAX_SCAN_SIZE:-4000M}"
+  if [ -z "${CLAMD_MAX_SCAN_SIZE:-}" ] && [[ "$FILE_MAX" =~ ^[0-9]+M$ ]] \
+    && [ $((${FILE_MAX%M} * 2)) -lt 4000 ]; then
     scan_max="$((${FILE_MAX%M} * 2))M"
   fi
   local socket_line="LocalSocket $DIR/clamd.sock"
@@ -93,6 +128,12 @@ StreamMaxLength $STREAM_MAX
 MaxFileSize $FILE_MAX
 MaxScanSize $scan_max
 MaxScanTime $SCAN_TIME
+# csvault takes CSV text only: an archive inside one is never unpacked or served by it,
+# and unpacking one costs clamd up to 1000 times its size (a 1 MB upload, 20 s).
+ScanArchive no
+# Text that clamd reads as mail or HTML is unpacked one or two levels, into a few parts.
+MaxRecursion $RECURSION
+MaxFiles $MAX_FILES
 CONF
 }
 
@@ -142,7 +183,7 @@ start() {
       fi
       sleep 0.05
     done
-    say "started (pid $pid, StreamMaxLength $STREAM_MAX, MaxFileSize $FILE_MAX, log $LOG)"
+    say "started (pid $pid, StreamMaxLength $STREAM_MAX, MaxFileSize $FILE_MAX, spool $SPOOL, log $LOG)"
   fi
   echo "CLAMD_URL=tcp://127.0.0.1:$PORT"
   if [ -S "$DIR/clamd.sock" ]; then echo "CLAMD_UNIX_URL=unix://$DIR/clamd.sock"; fi
@@ -165,6 +206,9 @@ stop() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$DIR/started.pid"
+  if [ "$SPOOL" = "$TMPFS_SPOOL" ] && [ -d "$SPOOL" ] && [ ! -L "$SPOOL" ]; then
+    rm -rf -- "$SPOOL"
+  fi
   say "stopped (pid $pid)"
 }
 

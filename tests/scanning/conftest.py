@@ -59,3 +59,15 @@ def small_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
         yield server
     finally:
         stop()
+
+
+@pytest.fixture(scope="module")
+def script_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clamd, Path]]:
+    """A clamd with the configuration ``scripts/clamd.sh`` writes by default (the shared
+    CSVAULT_TEST_CLAMD_URL one may be older), and the directory holding its clamd.conf."""
+    directory = tmp_path_factory.mktemp("clamd-default")
+    server, stop = start_clamd(directory)
+    try:
+        yield server, directory
+    finally:
+        stop()

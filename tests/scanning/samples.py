@@ -6,6 +6,8 @@ repository, so antivirus software on a developer's machine leaves the checkout a
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +59,44 @@ def chunked(data: bytes, size: int) -> Iterator[bytes]:
     """``data`` cut into chunks of ``size`` bytes (the last may be shorter)."""
     for position in range(0, len(data), size):
         yield data[position : position + size]
+
+
+def zip_of_zeros(size: int, name: bytes = b"rows.csv") -> bytes:
+    """A zip archive of one file of ``size`` zero bytes (a whole number of MiB), deflated
+    to about a thousandth of that: a "zip bomb"."""
+    block = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    # After a full flush the compressor keeps no history, so every MiB of zeros compresses
+    # to the same bytes: the stream is one piece repeated (building it takes no time).
+    piece = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    data = piece * (size // len(block)) + deflate.flush()
+    crc = 0
+    for _ in range(size // len(block)):
+        crc = zlib.crc32(block, crc)
+    # version needed, flags, method (8: deflate), time, date, CRC, sizes
+    fields = struct.pack("<HHHHHIII", 20, 0, 8, 0, 0, crc, len(data), size)
+    local = b"PK\x03\x04" + fields + struct.pack("<HH", len(name), 0) + name
+    central = (
+        b"PK\x01\x02"
+        + struct.pack("<H", 20)
+        + fields
+        + struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0, 0)
+        + name
+    )
+    end = b"PK\x05\x06" + struct.pack(
+        "<HHHHIIH", 0, 0, 1, 1, len(central), len(local) + len(data), 0
+    )
+    return local + data + central + end
+
+
+def html_csv(rows: int) -> bytes:
+    """A CSV whose cells hold HTML with a script: clamd normalises it as HTML, which makes
+    parts and levels that its MaxFiles and MaxRecursion count."""
+    out = bytearray(b"id,html\n")
+    for number in range(rows):
+        out += (
+            b"%d,\"<html><body><script>var a%d = unescape('%%41');</script>"
+            b'<a href=""https://example.com/%d"">link</a></body></html>"\n'
+            % (number, number, number)
+        )
+    return bytes(out)
