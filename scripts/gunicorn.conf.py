@@ -10,7 +10,7 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gevent: a connection that sends slowly (headers or body) holds a greenlet, not one of a
 # few threads, so slow clients cannot take the web tier away (docs/security.md); the body
-# reader cuts bodies slower than CSVAULT_MIN_BODY_RATE (csvault/core/bodies.py).
+# reader cuts bodies slower than CSVAULT_MIN_BODY_RATE (csvault/core/bodyrate.py).
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "1000"))
 threads = int(os.environ.get("WEB_THREADS", "4"))  # gthread only
