@@ -1,7 +1,7 @@
 """gunicorn settings for ``make web`` / ``make run`` / ``make loadtest`` (environment-driven).
 
-Defaults chosen by measurement (``make loadtest``, README "Load test"): see there
-for the numbers behind ``gthread`` and the worker/thread counts.
+Defaults chosen by measurement (``make loadtest``): docs/performance.md, "Web server
+settings", has the numbers behind ``gevent`` and the worker and pool sizes.
 """
 
 import os
