@@ -39,6 +39,17 @@ def csvault(live_server: Any, token: str | None, *args: str, **env: str) -> Any:
     )
 
 
+def csvault_running(live_server: Any, token: str | None, *args: str) -> Any:
+    """The command started, not awaited (``Stderr`` reads what it says as it goes)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "csvault.cli", *args],
+        cwd=ROOT,
+        env=cli_env(live_server, token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 def scan_and_ingest(dataset_id: str) -> str:
     """The pipeline in-process (no worker): the dataset's final status."""
     uid = uuid.UUID(dataset_id)
@@ -169,13 +180,7 @@ def test_status_watch_follows_a_dataset_until_it_is_final(
     live_server, api, user, content, status, code, says
 ):
     dataset_id = upload(api, content).json()["id"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "csvault.cli", "status", dataset_id, "--watch"],
-        cwd=ROOT,
-        env=cli_env(live_server, user.auth_token.key),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = csvault_running(live_server, user.auth_token.key, "status", dataset_id, "--watch")
     try:
         stderr = Stderr(proc)
         stderr.wait_for("pending")  # watching: the first event has arrived

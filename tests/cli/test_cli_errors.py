@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from csvault.datasets.models import Dataset
-from tests.cli.test_cli import Stderr, cli_env, csvault
+from tests.cli.test_cli import Stderr, cli_env, csvault, csvault_running
 from tests.helpers import ROOT, free_port, ingest, upload
 
 pytestmark = pytest.mark.integration
@@ -166,13 +166,7 @@ def test_usage_errors_are_one_line(tmp_path):
 
 def test_ctrl_c_is_one_line_and_exit_130(live_server, api, user):
     dataset_id = upload(api, b"a,b\n1,2\n").json()["id"]  # no worker: it stays pending
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "csvault.cli", "show", dataset_id, "--watch"],
-        cwd=ROOT,
-        env=cli_env(live_server, user.auth_token.key),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = csvault_running(live_server, user.auth_token.key, "show", dataset_id, "--watch")
     try:
         stderr = Stderr(proc)
         stderr.wait_for("pending")  # following the events
