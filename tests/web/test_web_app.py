@@ -6,6 +6,7 @@ Screenshots of the main screens are kept (tests/web/conftest.py, ARTIFACTS)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -249,3 +250,31 @@ def test_an_ended_session_reads_as_a_sentence_with_a_login_link(
         "Your session has ended. Log in again to go on. Log in"
     )
     assert page.get_attribute("#list-error a", "href") == "/login/?next=%2F"
+
+
+def test_many_unfinished_datasets_are_polled_in_turn_within_the_read_throttle(
+    browser_context: Any, user: Any, settings: Any
+) -> None:
+    """Thirty datasets waiting for their scan (no worker): the page polls each one's
+    progress, at most eight requests a second, not thirty."""
+    rates(settings, upload="1000/min")
+    settings.CSVAULT_MAX_ACTIVE_DATASETS = 100
+    api = client_for(user)
+    ids = {upload(api, b"a\n1\n", name=f"wait {n:02d}").json()["id"] for n in range(30)}
+    (page,) = browser_context.pages
+    polls: list[tuple[float, str]] = []
+
+    def count(request: Any) -> None:
+        if request.url.endswith("/progress/"):
+            polls.append((time.monotonic(), request.url.split("/")[-3]))
+
+    page.on("request", count)
+    page.reload()
+    page.wait_for_selector("#datasets tbody tr")
+    deadline = time.monotonic() + 30
+    while {dataset for _, dataset in polls} != ids and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert {dataset for _, dataset in polls} == ids
+    # Eight per tick of a one-second timer: at most two ticks in the first 1.5 s.
+    first = polls[0][0]
+    assert sum(1 for t, _ in polls if t < first + 1.5) <= 16
