@@ -39,10 +39,19 @@ def csvault(live_server: Any, token: str | None, *args: str, **env: str) -> Any:
     )
 
 
+#: Runs the command with Ctrl-C (SIGINT) handled as a terminal user's shell would leave it:
+#: a shell without job control (a CI script running suites in the background) starts its
+#: background jobs with SIGINT ignored, and the command would inherit that.
+WITH_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'csvault'; runpy.run_module('csvault.cli', run_name='__main__')"
+)
+
+
 def csvault_running(live_server: Any, token: str | None, *args: str) -> Any:
     """The command started, not awaited (``Stderr`` reads what it says as it goes)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "csvault.cli", *args],
+        [sys.executable, "-c", WITH_SIGINT, *args],
         cwd=ROOT,
         env=cli_env(live_server, token),
         stdout=subprocess.PIPE,
