@@ -69,7 +69,7 @@ def log_in(page: Any, username: str = "alice", password: str = "pw-alice") -> No
     page.fill("#login-username", username)
     page.fill("#login-password", password)
     page.click("#login button[type=submit]")
-    page.wait_for_selector("#upload")
+    page.wait_for_selector("body[data-ready]")  # home.js has run: its handlers are in place
 
 
 @pytest.fixture

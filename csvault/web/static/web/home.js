@@ -442,3 +442,9 @@ if (handed) {
 
 showUnfinished();
 load(listUrl(), true);
+// Files chosen while this script was still loading.
+if (picker.files.length) {
+  add(picker.files);
+  picker.value = "";
+}
+document.body.dataset.ready = "true"; // the page's handlers are in place
