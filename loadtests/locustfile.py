@@ -18,6 +18,10 @@ every user starts at most one task per think time, paced from a random first
 start (Locust's own pacing would fire every user of a spawn batch at once;
 ``LOADTEST_LOCKSTEP=1`` restores it).
 
+``LOADTEST_MIX`` replaces those weights with a mix of reads by tag, e.g.
+``progress=5,detail=2,rows=2,list=1`` (the ``readmix`` phase of
+``scripts/loadtest.sh``, with ``LOADTEST_THINK=0``: no think time) or ``rows=1``.
+
 ``LOADTEST_SHAPE=ramp`` adds a stepped ramp (``LOADTEST_STEPS``, users per step,
 ``LOADTEST_STEP_SECONDS`` each). With ``LOADTEST_RECORD=path.json`` every
 response is bucketed per phase/step (after ``LOADTEST_WARMUP`` seconds of each
@@ -202,6 +206,38 @@ class ApiClient(FastHttpUser):
                 exception=RuntimeError(f"upload {dataset_id} ended {status}"),
                 context={},
             )
+
+
+# --- a mix of reads instead of the weights above (LOADTEST_MIX) -----------------------
+
+MIX_TASKS = {
+    "progress": ApiClient.poll_progress,
+    "rows": ApiClient.page_rows,
+    "detail": ApiClient.detail,
+    "list": ApiClient.list_datasets,
+    "export": ApiClient.export_csv,
+    "upload": ApiClient.upload_and_watch,
+}
+
+
+def parse_mix(text: str) -> list[Any]:
+    """``progress=5,rows=2`` -> each task as many times as its weight (Locust picks at random)."""
+    tasks: list[Any] = []
+    for part in text.split(","):
+        name, _, weight = part.strip().partition("=")
+        if name not in MIX_TASKS or not weight.isdigit():
+            raise SystemExit(f"LOADTEST_MIX: {part!r} is not TAG=WEIGHT, TAG in {list(MIX_TASKS)}")
+        tasks += [MIX_TASKS[name]] * int(weight)
+    if not tasks:
+        raise SystemExit("LOADTEST_MIX: no task has a weight")
+    return tasks
+
+
+if os.environ.get("LOADTEST_MIX"):
+    # Locust turns the @task weights into this list when the class is made; replacing it
+    # afterwards is how a weight changes without a second User class (which every other
+    # phase would then run too).
+    ApiClient.tasks = parse_mix(os.environ["LOADTEST_MIX"])
 
 
 # --- exact per-step statistics -----------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,16 @@ def _machine() -> str:
     return f"{platform.node()}: nproc {nproc}, {cpu}, Python {platform.python_version()}"
 
 
+def web_ms_per_request(out: Path, phase: str) -> float | None:
+    """The web tier's CPU (gunicorn master + workers, /proc) over a phase, per request sent
+    in it (Locust's count, spawn included): a mean; per-request CPU is not recorded."""
+    start, end = _load(out / f"{phase}-cpu-start.json"), _load(out / f"{phase}-cpu-end.json")
+    requests = (_locust_totals(out, phase) or {}).get("requests", 0)
+    if not start or not end or not requests:
+        return None
+    return 1000 * (end["cpu"]["web"] - start["cpu"].get("web", 0.0)) / requests
+
+
 def cpu_line(out: Path, phase: str, requests: float) -> str | None:
     """Server CPU per request and the machine's load during a phase (/proc accounting)."""
     start, end = _load(out / f"{phase}-cpu-start.json"), _load(out / f"{phase}-cpu-end.json")
@@ -144,6 +155,88 @@ def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[
     return {"step": step, "totals": totals}
 
 
+READ_TARGET_RPS = 1000.0
+READ_TARGET_P99_MS = 250.0
+READ_TARGET_CPU_MS = 1.0
+ROWS_TARGET_CPU_MS = 3.0
+
+
+def markdown_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def read_targets(out: Path, mix: str, seed_rows: str, lines: list[str]) -> None:
+    """Issue 17's table for the reads: the readmix phase (and its rows-only sub-phase)."""
+    record = _load(out / "readmix.json")
+    if not record or not record["steps"]:
+        return
+    step = record["steps"][0]
+    total = step["total"]
+    fails = int((_locust_totals(out, "readmix") or {}).get("failures", total["failures"]))
+    page = os.environ.get("LOADTEST_PAGE_LIMIT", "100")
+    names = {"rows": f"rows of {page}"}
+    weights = " : ".join(
+        f"{names.get(tag, tag)} {weight}"
+        for tag, _, weight in (part.partition("=") for part in mix.split(","))
+    )
+    void = " (VOID: a server died)" if _died(out, "readmix") else ""
+    rps_ok = total["rps"] >= READ_TARGET_RPS and total["p99"] <= READ_TARGET_P99_MS and not fails
+    table = [
+        (
+            f"read mix, {step['users']} users no think time: req/s / p99",
+            f"{total['rps']:,.0f} req/s / {total['p99']:,.0f} ms ({fails} failures){void}",
+            f">= {READ_TARGET_RPS:,.0f} req/s, p99 <= {READ_TARGET_P99_MS:.0f} ms, no failures",
+            _met(rps_ok and not void),
+        )
+    ]
+    mix_ms = web_ms_per_request(out, "readmix")
+    if mix_ms is not None:
+        table.append(
+            (
+                "web CPU per request (mix)",
+                f"{mix_ms:.2f} ms (mean over the phase){void}",
+                f"<= {READ_TARGET_CPU_MS:.0f} ms median",
+                _met(mix_ms <= READ_TARGET_CPU_MS and not void),
+            )
+        )
+    rows_ms = web_ms_per_request(out, "readmix-rows")
+    rows_void = " (VOID: a server died)" if _died(out, "readmix-rows") else ""
+    table.append(
+        (
+            f"web CPU per {page}-row page",
+            f"{rows_ms:.2f} ms (mean, rows-only sub-phase){rows_void}"
+            if rows_ms is not None
+            else "not measured (LOADTEST_READROWS_SECONDS=0)",
+            f"<= {ROWS_TARGET_CPU_MS:.0f} ms",
+            _met(rows_ms <= ROWS_TARGET_CPU_MS and not rows_void) if rows_ms is not None else "-",
+        )
+    )
+    lines += [
+        "",
+        "== Issue 17 (speed, part two), reads: now vs target ==",
+        *markdown_table(("what", "now (this run)", "target", "met?"), table),
+        f"read mix: {weights} (Locust picks each request at random with these weights), on "
+        f"the seeded accounts' {seed_rows}-row datasets; no uploads, no exports.",
+        f"req/s and p99: every request of the readmix phase after its {record['warmup']:.0f} s "
+        "warm-up, as Locust saw it (on the same machine, its CPU shown in the phase above).",
+        "web CPU: user + system CPU of gunicorn's process tree from /proc over the whole phase, "
+        "divided by every request Locust sent in it: a mean. The web tier does not record CPU "
+        "per request, so the median is not measured; the mean stands in for it and is judged "
+        "against the median target.",
+        f"{page}-row page: the same from a sub-phase (readmix-rows) where the same users, still "
+        f"with no think time, only read pages of {page} rows (following next).",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="loadtests/out")
@@ -153,6 +246,7 @@ def main() -> None:
     parser.add_argument("--nocache", default="?")
     parser.add_argument("--seed-rows", default="?")
     parser.add_argument("--accounts", default="?")
+    parser.add_argument("--read-mix", default="progress=5,detail=2,rows=2,list=1")
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -225,6 +319,8 @@ def main() -> None:
         lines += _died(out, "ramp")
         chart(ramp, out / "loadtest.png", knee)
 
+    steady_section(out, "readmix", f"Phase 3: read mix {args.read_mix}, cache on", lines)
+    steady_section(out, "readmix-rows", "Phase 3b: rows pages only, cache on", lines)
     steady_section(out, "nocache", f"Phase 1 again with the cache off ({args.nocache})", lines)
 
     lines += ["", "== database queries per request (PostgreSQL transactions / HTTP requests) =="]
@@ -238,6 +334,7 @@ def main() -> None:
                 f"({db['xacts']} transactions / {int(totals['requests'])} requests; includes "
                 "the worker's ingest of the uploads; autocommit: one per query or atomic block)"
             )
+    read_targets(out, args.read_mix, args.seed_rows, lines)
     text = "\n".join(lines) + "\n"
     (out / "summary.txt").write_text(text)
     print(text)
