@@ -70,11 +70,18 @@ HEADER = (
 
 
 def _server_settings() -> str:
+    """The web server as scripts/gunicorn.conf.py configures it from the same environment."""
     env = os.environ
+    worker_class = env.get("WEB_WORKER_CLASS", "gevent")
+    if worker_class == "gevent":
+        pool = env.get("CSVAULT_DATABASE_POOL") or env.get("WEB_DATABASE_POOL", "8")
+        each = f"{env.get('WEB_WORKER_CONNECTIONS', '1000')} connections and {pool} database "
+        each += "connections (a pool) each"
+    else:
+        each = f"{env.get('WEB_THREADS', '4')} threads each; "
+        each += f"CONN_MAX_AGE {env.get('DATABASE_CONN_MAX_AGE', '60')}"
     return (
-        f"gunicorn {env.get('WEB_WORKER_CLASS', 'gthread')} x{env.get('WEB_CONCURRENCY', '2')} "
-        f"workers, {env.get('WEB_THREADS', '4')} threads each; "
-        f"CONN_MAX_AGE {env.get('DATABASE_CONN_MAX_AGE', '60')}; "
+        f"gunicorn {worker_class} x{env.get('WEB_CONCURRENCY', '2')} workers, {each}; "
         f"celery concurrency {env.get('CELERY_CONCURRENCY', '2')}"
     )
 
