@@ -277,6 +277,9 @@ class Recorder:
         self.cpu: dict[int, list[float]] = defaultdict(list)
         self.flows: dict[str, list[float]] = defaultdict(list)
         self.user_counts: dict[int, int] = {}
+        # Locust's own CPU over the whole run: its sampled value (psutil every 10 s, the
+        # first one 0) says nothing in a short phase.
+        self.process_started = (time.process_time(), time.monotonic())
 
     def start_step(self, step: int, users: int) -> None:
         self.step, self.users = step, users
@@ -322,7 +325,17 @@ class Recorder:
                 }
             )
         flows = {status: _summary(ms, 0, 1) for status, ms in self.flows.items()}
-        return {"think": THINK, "warmup": WARMUP, "steps": steps, "upload_flows": flows}
+        cpu0, wall0 = self.process_started
+        return {
+            "think": THINK,
+            "warmup": WARMUP,
+            "steps": steps,
+            "upload_flows": flows,
+            "locust_process": {
+                "cpu_seconds": time.process_time() - cpu0,
+                "wall_seconds": time.monotonic() - wall0,
+            },
+        }
 
 
 RECORDER = Recorder()
@@ -338,6 +351,7 @@ def _on_request(
 
 @events.test_start.add_listener
 def _on_start(environment: Environment, **_: Any) -> None:
+    RECORDER.process_started = (time.process_time(), time.monotonic())
     if environment.shape_class is None:
         options = environment.parsed_options
         RECORDER.start_step(0, int(options.num_users or 0) if options else 0)

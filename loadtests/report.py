@@ -127,6 +127,17 @@ def cpu_line(out: Path, phase: str, requests: float) -> str | None:
     )
 
 
+def _locust_cpu(record: dict[str, Any], step: dict[str, Any]) -> str:
+    whole = record.get("locust_process")
+    if not whole or not whole["wall_seconds"]:
+        return f"locust CPU (its own process): {step['locust_cpu'] or 0:.0f} %"
+    return (
+        f"locust CPU (its own process, whole run incl. spawn): {whole['cpu_seconds']:.1f} s in "
+        f"{whole['wall_seconds']:.0f} s = {100 * whole['cpu_seconds'] / whole['wall_seconds']:.0f} "
+        "% of one core"
+    )
+
+
 def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[str, Any] | None:
     record = _load(out / f"{phase}.json")
     if not record or not record["steps"]:
@@ -139,7 +150,7 @@ def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[
         f"measured {step['seconds']:.0f} s after {record['warmup']:.0f} s warm-up ==",
         f"uptime at start: {_text(out / f'{phase}-uptime-start.txt')}",
         f"uptime at end:   {_text(out / f'{phase}-uptime-end.txt')}",
-        f"locust CPU (its own process): {step['locust_cpu'] or 0:.0f} %",
+        _locust_cpu(record, step),
         HEADER,
     ]
     lines += [_row(name, s) for name, s in step["endpoints"].items()]
@@ -234,7 +245,7 @@ def read_targets(out: Path, mix: str, seed_rows: str, lines: list[str]) -> None:
         f"read mix: {weights} (Locust picks each request at random with these weights), on "
         f"the seeded accounts' {seed_rows}-row datasets; no uploads, no exports.",
         f"req/s and p99: every request of the readmix phase after its {record['warmup']:.0f} s "
-        "warm-up, as Locust saw it (on the same machine, its CPU shown in the phase above).",
+        "warm-up, as Locust saw it, on the same machine: readmix " + _locust_cpu(record, step),
         "web CPU: user + system CPU of gunicorn's process tree from /proc over the whole phase, "
         "divided by every request Locust sent in it: a mean. The web tier does not record CPU "
         "per request, so the median is not measured; the mean stands in for it and is judged "
