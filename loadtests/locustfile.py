@@ -18,6 +18,10 @@ every user starts at most one task per think time, paced from a random first
 start (Locust's own pacing would fire every user of a spawn batch at once;
 ``LOADTEST_LOCKSTEP=1`` restores it).
 
+``LOADTEST_MIX`` replaces those weights with a mix of reads by tag, e.g.
+``progress=5,detail=2,rows=2,list=1`` (the ``readmix`` phase of
+``scripts/loadtest.sh``, with ``LOADTEST_THINK=0``: no think time) or ``rows=1``.
+
 ``LOADTEST_SHAPE=ramp`` adds a stepped ramp (``LOADTEST_STEPS``, users per step,
 ``LOADTEST_STEP_SECONDS`` each). With ``LOADTEST_RECORD=path.json`` every
 response is bucketed per phase/step (after ``LOADTEST_WARMUP`` seconds of each
@@ -204,6 +208,38 @@ class ApiClient(FastHttpUser):
             )
 
 
+# --- a mix of reads instead of the weights above (LOADTEST_MIX) -----------------------
+
+MIX_TASKS = {
+    "progress": ApiClient.poll_progress,
+    "rows": ApiClient.page_rows,
+    "detail": ApiClient.detail,
+    "list": ApiClient.list_datasets,
+    "export": ApiClient.export_csv,
+    "upload": ApiClient.upload_and_watch,
+}
+
+
+def parse_mix(text: str) -> list[Any]:
+    """``progress=5,rows=2`` -> each task as many times as its weight (Locust picks at random)."""
+    tasks: list[Any] = []
+    for part in text.split(","):
+        name, _, weight = part.strip().partition("=")
+        if name not in MIX_TASKS or not weight.isdigit():
+            raise SystemExit(f"LOADTEST_MIX: {part!r} is not TAG=WEIGHT, TAG in {list(MIX_TASKS)}")
+        tasks += [MIX_TASKS[name]] * int(weight)
+    if not tasks:
+        raise SystemExit("LOADTEST_MIX: no task has a weight")
+    return tasks
+
+
+if os.environ.get("LOADTEST_MIX"):
+    # Locust turns the @task weights into this list when the class is made; replacing it
+    # afterwards is how a weight changes without a second User class (which every other
+    # phase would then run too).
+    ApiClient.tasks = parse_mix(os.environ["LOADTEST_MIX"])
+
+
 # --- exact per-step statistics -----------------------------------------------------
 
 
@@ -241,6 +277,9 @@ class Recorder:
         self.cpu: dict[int, list[float]] = defaultdict(list)
         self.flows: dict[str, list[float]] = defaultdict(list)
         self.user_counts: dict[int, int] = {}
+        # Locust's own CPU over the whole run: its sampled value (psutil every 10 s, the
+        # first one 0) says nothing in a short phase.
+        self.process_started = (time.process_time(), time.monotonic())
 
     def start_step(self, step: int, users: int) -> None:
         self.step, self.users = step, users
@@ -286,7 +325,17 @@ class Recorder:
                 }
             )
         flows = {status: _summary(ms, 0, 1) for status, ms in self.flows.items()}
-        return {"think": THINK, "warmup": WARMUP, "steps": steps, "upload_flows": flows}
+        cpu0, wall0 = self.process_started
+        return {
+            "think": THINK,
+            "warmup": WARMUP,
+            "steps": steps,
+            "upload_flows": flows,
+            "locust_process": {
+                "cpu_seconds": time.process_time() - cpu0,
+                "wall_seconds": time.monotonic() - wall0,
+            },
+        }
 
 
 RECORDER = Recorder()
@@ -302,6 +351,7 @@ def _on_request(
 
 @events.test_start.add_listener
 def _on_start(environment: Environment, **_: Any) -> None:
+    RECORDER.process_started = (time.process_time(), time.monotonic())
     if environment.shape_class is None:
         options = environment.parsed_options
         RECORDER.start_step(0, int(options.num_users or 0) if options else 0)

@@ -4,6 +4,10 @@
 each PID with all its descendants (under NAME), and the whole machine's busy and total CPU
 seconds (``/proc/stat``). Two snapshots around a phase give the server's CPU
 cost per request and how much of the machine others were using meanwhile.
+
+``proc.py settle NAME=PID...`` waits (at most 60 s) until those trees together use
+under 5 % of a core over one second: the work an earlier phase left queued (uploads
+still ingesting) must not be counted against the next phase's requests.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -46,7 +51,24 @@ def machine() -> tuple[float, float]:
     return (total - idle) / TICK, total / TICK
 
 
+def settle(roots: list[int], quiet: float = 0.05, timeout: float = 60.0) -> float:
+    """Seconds waited until ``roots`` used under ``quiet`` of a core over one second."""
+    started = time.monotonic()
+    before = sum(tree_cpu(pid) for pid in roots)
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = sum(tree_cpu(pid) for pid in roots)
+        if now - before < quiet:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "settle":
+        waited = settle([int(arg.split("=", 1)[1]) for arg in sys.argv[2:]])
+        print(f"settled after {waited:.0f} s")
+        raise SystemExit(0)
     if len(sys.argv) < 2 or sys.argv[1] != "snapshot":
         raise SystemExit(__doc__)
     busy, total = machine()

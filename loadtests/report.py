@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,18 @@ HEADER = (
 
 
 def _server_settings() -> str:
+    """The web server as scripts/gunicorn.conf.py configures it from the same environment."""
     env = os.environ
+    worker_class = env.get("WEB_WORKER_CLASS", "gevent")
+    if worker_class == "gevent":
+        pool = env.get("CSVAULT_DATABASE_POOL") or env.get("WEB_DATABASE_POOL", "8")
+        each = f"{env.get('WEB_WORKER_CONNECTIONS', '1000')} connections and {pool} database "
+        each += "connections (a pool) each"
+    else:
+        each = f"{env.get('WEB_THREADS', '4')} threads each; "
+        each += f"CONN_MAX_AGE {env.get('DATABASE_CONN_MAX_AGE', '60')}"
     return (
-        f"gunicorn {env.get('WEB_WORKER_CLASS', 'gthread')} x{env.get('WEB_CONCURRENCY', '2')} "
-        f"workers, {env.get('WEB_THREADS', '4')} threads each; "
-        f"CONN_MAX_AGE {env.get('DATABASE_CONN_MAX_AGE', '60')}; "
+        f"gunicorn {worker_class} x{env.get('WEB_CONCURRENCY', '2')} workers, {each}; "
         f"celery concurrency {env.get('CELERY_CONCURRENCY', '2')}"
     )
 
@@ -89,6 +97,16 @@ def _machine() -> str:
         pass
     nproc = len(os.sched_getaffinity(0))
     return f"{platform.node()}: nproc {nproc}, {cpu}, Python {platform.python_version()}"
+
+
+def web_ms_per_request(out: Path, phase: str) -> float | None:
+    """The web tier's CPU (gunicorn master + workers, /proc) over a phase, per request sent
+    in it (Locust's count, spawn included): a mean; per-request CPU is not recorded."""
+    start, end = _load(out / f"{phase}-cpu-start.json"), _load(out / f"{phase}-cpu-end.json")
+    requests = (_locust_totals(out, phase) or {}).get("requests", 0)
+    if not start or not end or not requests:
+        return None
+    return 1000 * (end["cpu"]["web"] - start["cpu"].get("web", 0.0)) / requests
 
 
 def cpu_line(out: Path, phase: str, requests: float) -> str | None:
@@ -109,6 +127,17 @@ def cpu_line(out: Path, phase: str, requests: float) -> str | None:
     )
 
 
+def _locust_cpu(record: dict[str, Any], step: dict[str, Any]) -> str:
+    whole = record.get("locust_process")
+    if not whole or not whole["wall_seconds"]:
+        return f"locust CPU (its own process): {step['locust_cpu'] or 0:.0f} %"
+    return (
+        f"locust CPU (its own process, whole run incl. spawn): {whole['cpu_seconds']:.1f} s in "
+        f"{whole['wall_seconds']:.0f} s = {100 * whole['cpu_seconds'] / whole['wall_seconds']:.0f} "
+        "% of one core"
+    )
+
+
 def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[str, Any] | None:
     record = _load(out / f"{phase}.json")
     if not record or not record["steps"]:
@@ -121,7 +150,7 @@ def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[
         f"measured {step['seconds']:.0f} s after {record['warmup']:.0f} s warm-up ==",
         f"uptime at start: {_text(out / f'{phase}-uptime-start.txt')}",
         f"uptime at end:   {_text(out / f'{phase}-uptime-end.txt')}",
-        f"locust CPU (its own process): {step['locust_cpu'] or 0:.0f} %",
+        _locust_cpu(record, step),
         HEADER,
     ]
     lines += [_row(name, s) for name, s in step["endpoints"].items()]
@@ -144,6 +173,88 @@ def steady_section(out: Path, phase: str, title: str, lines: list[str]) -> dict[
     return {"step": step, "totals": totals}
 
 
+READ_TARGET_RPS = 1000.0
+READ_TARGET_P99_MS = 250.0
+READ_TARGET_CPU_MS = 1.0
+ROWS_TARGET_CPU_MS = 3.0
+
+
+def markdown_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def read_targets(out: Path, mix: str, seed_rows: str, lines: list[str]) -> None:
+    """Issue 17's table for the reads: the readmix phase (and its rows-only sub-phase)."""
+    record = _load(out / "readmix.json")
+    if not record or not record["steps"]:
+        return
+    step = record["steps"][0]
+    total = step["total"]
+    fails = int((_locust_totals(out, "readmix") or {}).get("failures", total["failures"]))
+    page = os.environ.get("LOADTEST_PAGE_LIMIT", "100")
+    names = {"rows": f"rows of {page}"}
+    weights = " : ".join(
+        f"{names.get(tag, tag)} {weight}"
+        for tag, _, weight in (part.partition("=") for part in mix.split(","))
+    )
+    void = " (VOID: a server died)" if _died(out, "readmix") else ""
+    rps_ok = total["rps"] >= READ_TARGET_RPS and total["p99"] <= READ_TARGET_P99_MS and not fails
+    table = [
+        (
+            f"read mix, {step['users']} users no think time: req/s / p99",
+            f"{total['rps']:,.0f} req/s / {total['p99']:,.0f} ms ({fails} failures){void}",
+            f">= {READ_TARGET_RPS:,.0f} req/s, p99 <= {READ_TARGET_P99_MS:.0f} ms, no failures",
+            _met(rps_ok and not void),
+        )
+    ]
+    mix_ms = web_ms_per_request(out, "readmix")
+    if mix_ms is not None:
+        table.append(
+            (
+                "web CPU per request (mix)",
+                f"{mix_ms:.2f} ms (mean over the phase){void}",
+                f"<= {READ_TARGET_CPU_MS:.0f} ms median",
+                _met(mix_ms <= READ_TARGET_CPU_MS and not void),
+            )
+        )
+    rows_ms = web_ms_per_request(out, "readmix-rows")
+    rows_void = " (VOID: a server died)" if _died(out, "readmix-rows") else ""
+    table.append(
+        (
+            f"web CPU per {page}-row page",
+            f"{rows_ms:.2f} ms (mean, rows-only sub-phase){rows_void}"
+            if rows_ms is not None
+            else "not measured (LOADTEST_READROWS_SECONDS=0)",
+            f"<= {ROWS_TARGET_CPU_MS:.0f} ms",
+            _met(rows_ms <= ROWS_TARGET_CPU_MS and not rows_void) if rows_ms is not None else "-",
+        )
+    )
+    lines += [
+        "",
+        "== Issue 17 (speed, part two), reads: now vs target ==",
+        *markdown_table(("what", "now (this run)", "target", "met?"), table),
+        f"read mix: {weights} (Locust picks each request at random with these weights), on "
+        f"the seeded accounts' {seed_rows}-row datasets; no uploads, no exports.",
+        f"req/s and p99: every request of the readmix phase after its {record['warmup']:.0f} s "
+        "warm-up, as Locust saw it, on the same machine: readmix " + _locust_cpu(record, step),
+        "web CPU: user + system CPU of gunicorn's process tree from /proc over the whole phase, "
+        "divided by every request Locust sent in it: a mean. The web tier does not record CPU "
+        "per request, so the median is not measured; the mean stands in for it and is judged "
+        "against the median target.",
+        f"{page}-row page: the same from a sub-phase (readmix-rows) where the same users, still "
+        f"with no think time, only read pages of {page} rows (following next).",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="loadtests/out")
@@ -153,6 +264,7 @@ def main() -> None:
     parser.add_argument("--nocache", default="?")
     parser.add_argument("--seed-rows", default="?")
     parser.add_argument("--accounts", default="?")
+    parser.add_argument("--read-mix", default="progress=5,detail=2,rows=2,list=1")
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -225,6 +337,8 @@ def main() -> None:
         lines += _died(out, "ramp")
         chart(ramp, out / "loadtest.png", knee)
 
+    steady_section(out, "readmix", f"Phase 3: read mix {args.read_mix}, cache on", lines)
+    steady_section(out, "readmix-rows", "Phase 3b: rows pages only, cache on", lines)
     steady_section(out, "nocache", f"Phase 1 again with the cache off ({args.nocache})", lines)
 
     lines += ["", "== database queries per request (PostgreSQL transactions / HTTP requests) =="]
@@ -238,6 +352,7 @@ def main() -> None:
                 f"({db['xacts']} transactions / {int(totals['requests'])} requests; includes "
                 "the worker's ingest of the uploads; autocommit: one per query or atomic block)"
             )
+    read_targets(out, args.read_mix, args.seed_rows, lines)
     text = "\n".join(lines) + "\n"
     (out / "summary.txt").write_text(text)
     print(text)

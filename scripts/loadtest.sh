@@ -11,8 +11,11 @@
 # Phases (all knobs are environment variables, defaults below):
 #   steady   LOADTEST_USERS users, LOADTEST_THINK s think time, LOADTEST_STEADY_SECONDS
 #   ramp     LOADTEST_STEPS users per step, LOADTEST_STEP_SECONDS each
+#   readmix  LOADTEST_READ_USERS users with no think time, reads only (LOADTEST_READ_MIX,
+#            weights by task tag), LOADTEST_READMIX_SECONDS; then a rows-only sub-phase
+#            (readmix-rows, LOADTEST_READROWS_SECONDS; 0 skips it) for the CPU of a page
 #   nocache  the steady phase again, LOADTEST_NOCACHE_SECONDS, with the cache off
-# LOADTEST_PHASES="steady ramp nocache" picks and orders them.
+# LOADTEST_PHASES="steady ramp readmix nocache" picks and orders them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -26,7 +29,11 @@ export LOADTEST_THINK=${LOADTEST_THINK:-1}
 export LOADTEST_STEPS=${LOADTEST_STEPS:-50,100,200,400,700,1000}
 export LOADTEST_STEP_SECONDS=${LOADTEST_STEP_SECONDS:-25}
 export LOADTEST_WARMUP=${LOADTEST_WARMUP:-5}
-PHASES=${LOADTEST_PHASES:-steady ramp nocache}
+READ_USERS=${LOADTEST_READ_USERS:-100}
+READ_MIX=${LOADTEST_READ_MIX:-progress=5,detail=2,rows=2,list=1}
+READMIX_SECONDS=${LOADTEST_READMIX_SECONDS:-45}
+READROWS_SECONDS=${LOADTEST_READROWS_SECONDS:-25}
+PHASES=${LOADTEST_PHASES:-steady ramp readmix nocache}
 ACCOUNTS=${LOADTEST_ACCOUNTS_COUNT:-100}
 SEED_ROWS=${LOADTEST_SEED_ROWS:-1000}
 
@@ -180,6 +187,7 @@ start_server main
 $PY loadtests/seed.py --base "$BASE" --accounts "$ACCOUNTS" --rows "$SEED_ROWS" --out "$OUT/accounts.json"
 
 SPAWN=$((USERS / 2 > 1 ? USERS / 2 : 1))
+READ_SPAWN=$((READ_USERS / 2 > 1 ? READ_USERS / 2 : 1))
 CACHE_SAVED=${CACHE_URL-__unset__}
 cache_state=on
 cache_on() {
@@ -200,6 +208,17 @@ for phase in $PHASES; do
   case $phase in
     steady) cache_on; run_locust steady -u "$USERS" -r "$SPAWN" -t "${STEADY_SECONDS}s" ;;
     ramp) cache_on; LOADTEST_SHAPE=ramp run_locust ramp ;;
+    readmix)
+      cache_on
+      # Uploads of an earlier phase may still be ingesting: wait until they are done.
+      $PY loadtests/proc.py settle "web=$WEB_PID" "worker=$WORKER_PID"
+      LOADTEST_THINK=0 LOADTEST_MIX=$READ_MIX \
+        run_locust readmix -u "$READ_USERS" -r "$READ_SPAWN" -t "${READMIX_SECONDS}s"
+      if ((READROWS_SECONDS > 0)); then
+        LOADTEST_THINK=0 LOADTEST_MIX=rows=1 \
+          run_locust readmix-rows -u "$READ_USERS" -r "$READ_SPAWN" -t "${READROWS_SECONDS}s"
+      fi
+      ;;
     nocache) cache_off; run_locust nocache -u "$USERS" -r "$SPAWN" -t "${NOCACHE_SECONDS}s" ;;
     *) echo "loadtest: unknown phase $phase" >&2; exit 2 ;;
   esac
@@ -207,4 +226,5 @@ done
 stop_server
 
 $PY loadtests/report.py --out "$OUT" --mode "$MODE" --scanner "$SCANNER" \
-  --cache "$CACHE_ON" --nocache "$NOCACHE_URL" --seed-rows "$SEED_ROWS" --accounts "$ACCOUNTS"
+  --cache "$CACHE_ON" --nocache "$NOCACHE_URL" --seed-rows "$SEED_ROWS" --accounts "$ACCOUNTS" \
+  --read-mix "$READ_MIX"
