@@ -702,6 +702,31 @@ def vacuum_rows(url: str) -> None:
     log(f"vacuumed the rows table in {time.monotonic() - started:.1f} s")
 
 
+def wal_lsn(url: str) -> str:
+    with pg_connect(url) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    return str(row[0]) if row else "0/0"
+
+
+def wal_since(url: str, lsn: str) -> int:
+    """WAL bytes the server wrote since ``lsn`` (every client's, not only the bench's)."""
+    with pg_connect(url) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn,))
+        found = row.fetchone()
+    return int(found[0]) if found else 0
+
+
+def checkpoint(url: str) -> float:
+    """A CHECKPOINT (superuser or pg_checkpoint), so that the next run does not start in the
+    middle of a checkpoint the runs before it set off; returns its seconds."""
+    started = time.monotonic()
+    with pg_connect(url) as conn:
+        conn.execute("CHECKPOINT")
+    seconds = time.monotonic() - started
+    log(f"checkpoint in {seconds:.1f} s")
+    return seconds
+
+
 def measure_ceiling(url: str, csv_file: Path, rows: int) -> dict[str, Any]:
     """PostgreSQL's COPY of the same CSV into an unindexed table of text columns."""
     table = sql.Identifier(SCRATCH_SCHEMA, "copy_ceiling")
@@ -1544,9 +1569,17 @@ def speed_table(r: dict[str, Any]) -> list[str]:
     if r.get("big_limits"):
         lines.append(f"big file limits: {r['big_limits']}.")
     if big:
+        wal = big.get("wal_bytes")
         lines.append(
             f"big file: worker VmHWM {_mb(big['worker_vmhwm_mb'])}, web VmHWM "
-            f"{_mb(big['web_vmhwm_mb'])} (peaks of the process so far, the main run's included)."
+            f"{_mb(big['web_vmhwm_mb'])} (peaks of the process so far, the main run's included)"
+            + (f"; the server wrote {wal / MB:,.0f} MB of WAL meanwhile" if wal else "")
+            + (
+                f"; then a CHECKPOINT ({r['big_checkpoint_seconds']:.1f} s) before the parallel run"
+                if "big_checkpoint_seconds" in r
+                else ""
+            )
+            + "."
         )
     return lines
 
@@ -1859,22 +1892,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             start_services(ctx)
             label = f"{args.rows:,} rows"
             results["csvault"][storage] = ingest_one(ctx, csv_main, args.rows, label)
-            if n == 0:  # the parallel run, the big file and the reference: first storage only
+            if n == 0:  # the big file, the parallel run and the reference: first storage only
+                # Right after the main file, on the same services, as one file alone. Then a
+                # checkpoint: the big file's WAL sets checkpoints off, and a run started in
+                # the middle of one is slower (a 5M-row ingest after the parallel run took
+                # 17-19 s instead of 8.5 s).
+                if csv_big is not None:
+                    wal_before = wal_lsn(ctx.db_url)
+                    results["big"] = ingest_one(
+                        ctx, csv_big, args.big_rows, f"{args.big_rows:,} rows (big)"
+                    )
+                    results["big"]["wal_bytes"] = wal_since(ctx.db_url, wal_before)
+                    results["big_checkpoint_seconds"] = round(checkpoint(ctx.db_url), 2)
                 if csv_par is not None:
                     results["parallel_storage"] = storage
                     results["parallel_single"] = ingest_one(
                         ctx, csv_par, args.parallel_rows, f"{args.parallel_rows:,} rows alone"
                     )
                     results["parallel"] = parallel_two(ctx, csv_par, args.parallel_rows)
-                # After the parallel run (so that its WAL does not weigh on the runs above),
-                # with one worker again, like the main file.
-                if csv_big is not None:
-                    for extra in ctx.workers[1:]:
-                        extra.stop()
-                    ctx.workers = ctx.workers[:1]
-                    results["big"] = ingest_one(
-                        ctx, csv_big, args.big_rows, f"{args.big_rows:,} rows (big)"
-                    )
                 if not args.skip_reference:
                     results["reference"] = orm_reference(
                         ctx, csv_main, min(args.reference_rows, args.rows)
