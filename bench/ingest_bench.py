@@ -716,15 +716,37 @@ def wal_since(url: str, lsn: str) -> int:
     return int(found[0]) if found else 0
 
 
-def checkpoint(url: str) -> float:
-    """A CHECKPOINT (superuser or pg_checkpoint), so that the next run does not start in the
-    middle of a checkpoint the runs before it set off; returns its seconds."""
+def dirty_mb() -> float:
+    """Dirty and under-writeback page cache (/proc/meminfo), MB: what the disk still owes."""
+    found = 0
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith(("Dirty:", "Writeback:")):
+                found += int(line.split()[1])
+    return found * 1024 / MB
+
+
+def settle_disk(url: str) -> dict[str, float]:
+    """``sync`` and a CHECKPOINT (superuser or pg_checkpoint), so that the next run does not
+    start while the disk still writes what the runs before it left (their uploaded files,
+    rows and WAL; the kernel writes dirty pages back for up to 30 s) or in the middle of a
+    checkpoint they set off."""
+    dirty = dirty_mb()
     started = time.monotonic()
+    os.sync()
+    synced = time.monotonic()
     with pg_connect(url) as conn:
         conn.execute("CHECKPOINT")
-    seconds = time.monotonic() - started
-    log(f"checkpoint in {seconds:.1f} s")
-    return seconds
+    done = {
+        "dirty_mb": round(dirty, 1),
+        "sync_seconds": round(synced - started, 2),
+        "checkpoint_seconds": round(time.monotonic() - synced, 2),
+    }
+    log(
+        f"settled the disk: {dirty:.0f} MB dirty, sync {done['sync_seconds']:.1f} s, "
+        f"CHECKPOINT {done['checkpoint_seconds']:.1f} s"
+    )
+    return done
 
 
 def measure_ceiling(url: str, csv_file: Path, rows: int) -> dict[str, Any]:
@@ -1575,8 +1597,10 @@ def speed_table(r: dict[str, Any]) -> list[str]:
             f"{_mb(big['web_vmhwm_mb'])} (peaks of the process so far, the main run's included)"
             + (f"; the server wrote {wal / MB:,.0f} MB of WAL meanwhile" if wal else "")
             + (
-                f"; then a CHECKPOINT ({r['big_checkpoint_seconds']:.1f} s) before the parallel run"
-                if "big_checkpoint_seconds" in r
+                f"; then, before the parallel run, sync ({r['big_settle']['dirty_mb']:.0f} MB "
+                f"dirty, {r['big_settle']['sync_seconds']:.1f} s) and CHECKPOINT "
+                f"({r['big_settle']['checkpoint_seconds']:.1f} s)"
+                if "big_settle" in r
                 else ""
             )
             + "."
@@ -1893,17 +1917,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             label = f"{args.rows:,} rows"
             results["csvault"][storage] = ingest_one(ctx, csv_main, args.rows, label)
             if n == 0:  # the big file, the parallel run and the reference: first storage only
-                # Right after the main file, on the same services, as one file alone. Then a
-                # checkpoint: the big file's WAL sets checkpoints off, and a run started in
-                # the middle of one is slower (a 5M-row ingest after the parallel run took
-                # 17-19 s instead of 8.5 s).
+                # Right after the main file, on the same services, as one file alone: right
+                # after the parallel run a 5M-row ingest took 17-19 s instead of 8-9 s (three
+                # runs each). Then sync and a checkpoint, so that the parallel run starts
+                # with the big file written out (its slowdown varies from run to run, with or
+                # without the big file before it).
                 if csv_big is not None:
                     wal_before = wal_lsn(ctx.db_url)
                     results["big"] = ingest_one(
                         ctx, csv_big, args.big_rows, f"{args.big_rows:,} rows (big)"
                     )
                     results["big"]["wal_bytes"] = wal_since(ctx.db_url, wal_before)
-                    results["big_checkpoint_seconds"] = round(checkpoint(ctx.db_url), 2)
+                    results["big_settle"] = settle_disk(ctx.db_url)
                 if csv_par is not None:
                     results["parallel_storage"] = storage
                     results["parallel_single"] = ingest_one(
