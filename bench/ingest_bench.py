@@ -1918,10 +1918,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["csvault"][storage] = ingest_one(ctx, csv_main, args.rows, label)
             if n == 0:  # the big file, the parallel run and the reference: first storage only
                 # Right after the main file, on the same services, as one file alone: right
-                # after the parallel run a 5M-row ingest took 17-19 s instead of 8-9 s (three
-                # runs each). Then sync and a checkpoint, so that the parallel run starts
-                # with the big file written out (its slowdown varies from run to run, with or
-                # without the big file before it).
+                # after the parallel run a 5M-row ingest took 16.8-19.4 s (three runs)
+                # instead of 7.8-9.0 s (four). Then sync and a checkpoint, so that the
+                # parallel run starts with the big file written out (its slowdown varies from
+                # run to run, with or without the big file before it).
                 if csv_big is not None:
                     wal_before = wal_lsn(ctx.db_url)
                     results["big"] = ingest_one(
