@@ -447,6 +447,9 @@ CSVAULT_WORKER_METRICS_ADDR = env.str("CSVAULT_WORKER_METRICS_ADDR", default="0.
 # A token's user is taken from the cache this long; a deactivation that bypasses
 # save() (a bulk update, SQL) takes effect within it.
 CSVAULT_AUTH_CACHE_SECONDS = env.float("CSVAULT_AUTH_CACHE_SECONDS", default=5.0)
+# Token reads of progress, detail and the list's first page answered from Redis before
+# Django when cached (csvault/datasets/hotreads.py); off: every request goes to Django.
+CSVAULT_HOT_READS = env.bool("CSVAULT_HOT_READS", default=True)
 # /readyz reuses its result this long per process (0: every hit runs the checks).
 CSVAULT_READYZ_CACHE_SECONDS = env.float("CSVAULT_READYZ_CACHE_SECONDS", default=5.0)
 # Timeout (s) of each /readyz check and of the scrape-time scanner ping.

@@ -8,11 +8,15 @@ from config import bootstrap
 bootstrap.prepare()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-# Bodies slower than the minimum rate are cut with 408 (csvault/core/bodyrate.py).
-from csvault.core.bodyrate import MinBodyRate  # noqa: E402 (after the settings module is set)
+# Bodies slower than the minimum rate are cut with 408 (csvault/core/bodyrate.py); the
+# hot reads are answered from Redis before Django (csvault/datasets/hotreads.py).
+django_application = get_wsgi_application()
+
+from csvault.core.bodyrate import MinBodyRate  # noqa: E402 (after Django is set up)
+from csvault.datasets.hotreads import HotReads  # noqa: E402
 
 application = MinBodyRate(
-    get_wsgi_application(),
+    HotReads(django_application),
     rate=settings.CSVAULT_MIN_BODY_RATE,
     grace=settings.CSVAULT_BODY_GRACE_SECONDS,
 )

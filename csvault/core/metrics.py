@@ -291,3 +291,30 @@ def start_worker_exporter(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S1
             port,
         )
     logger.info("worker metrics exporter listening on %s:%d", addr, port)
+
+
+def record_served_request(
+    *, view: str, method: str, status: int, secure: bool, body_bytes: int, seconds: float
+) -> None:
+    """Count a request answered before Django's middleware (the hot reads,
+    csvault/datasets/hotreads.py) in django-prometheus's own metrics, as its two
+    middlewares would: /metrics and the alert rules see every request whichever
+    path served it."""
+    from django_prometheus.middleware import Metrics
+
+    metrics = Metrics.get_instance()
+    code = str(status)
+    metrics.requests_total.inc()
+    metrics.requests_by_method.labels(method=method).inc()
+    metrics.requests_by_transport.labels(transport="https" if secure else "http").inc()
+    metrics.requests_body_bytes.observe(0)
+    metrics.requests_by_view_transport_method.labels(
+        view=view, transport="https" if secure else "http", method=method
+    ).inc()
+    metrics.responses_by_status.labels(status=code).inc()
+    metrics.responses_by_status_view_method.labels(status=code, view=view, method=method).inc()
+    metrics.responses_by_charset.labels(charset="utf-8").inc()
+    metrics.responses_body_bytes.observe(body_bytes)
+    metrics.requests_latency_by_view_method.labels(view=view, method=method).observe(seconds)
+    metrics.responses_total.inc()
+    metrics.requests_latency_before.observe(seconds)

@@ -17,6 +17,11 @@ embedded mode) keep the window's start and count under a key of that start, so a
 write that renews an entry's expiry cannot stretch the window. When the cache cannot
 count (it is down, or the dummy cache), a per-process limiter counts instead (logged):
 the limits then hold per web process, never not at all.
+
+A hot read (csvault/datasets/hotreads.py) counts itself in Redis before it reaches
+Django; when it then hands the request to Django, it leaves the count in the WSGI
+environ under :data:`COUNTED`, and the throttle takes that count instead of counting
+the request twice.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ from rest_framework.throttling import SimpleRateThrottle
 logger = logging.getLogger(__name__)
 
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: WSGI environ key: ``(counter key, count, seconds left)`` of a request already counted.
+COUNTED = "csvault.throttle_counted"
+
+
+def user_counter_key(scope: str, user_id: int | str) -> str:
+    """The counter of an authenticated user's requests in one scope."""
+    return f"throttle:{scope}:u{user_id}"
 
 
 class ScopedUserThrottle(SimpleRateThrottle):
@@ -63,10 +76,8 @@ class ScopedUserThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         user = request.user
         if self.scope != "login" and user and user.is_authenticated:
-            ident = f"u{user.pk}"
-        else:
-            ident = f"a{self.get_ident(request)}"
-        return f"throttle:{self.scope}:{ident}"
+            return user_counter_key(str(self.scope), user.pk)
+        return f"throttle:{self.scope}:a{self.get_ident(request)}"
 
     def allow_request(self, request: Request, view: Any) -> bool:
         self.scope = self.scope_for(request, view)
@@ -77,8 +88,12 @@ class ScopedUserThrottle(SimpleRateThrottle):
         if limit is None or duration is None:
             return True
         key = str(self.get_cache_key(request, view))
+        counted = request.META.pop(COUNTED, None)
         try:
-            count, remaining = _increment(key, duration)
+            if counted is not None and counted[0] == key:
+                count, remaining = counted[1], counted[2]
+            else:
+                count, remaining = _increment(key, duration)
         except Exception:  # the cache is down: count in this process instead
             logger.warning("throttle counter unavailable; counting in this process", exc_info=True)
             count, remaining = LOCAL.increment(key, duration)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -50,6 +49,7 @@ from csvault.datasets.serializers import (
     ProgressSerializer,
     RowPageSerializer,
     RowsQuerySerializer,
+    row_page_data,
 )
 from csvault.datasets.services import (
     IdempotentReplay,
@@ -270,18 +270,15 @@ class DatasetRowsApi(APIView):
             after=after,
             limit=limit,
         )
-        next_url = None
-        if page.has_more:
-            last = page.rows[-1][0]
-            next_url = request.build_absolute_uri(
-                f"{request.path}?{urlencode({'after': last, 'limit': limit})}"
-            )
         return Response(
-            {
-                "columns": page.columns,
-                "results": [{"row": n, "values": values} for n, values in page.rows],
-                "next": next_url,
-            }
+            row_page_data(
+                page.columns,
+                page.rows,
+                page.has_more,
+                limit,
+                request.build_absolute_uri,
+                request.path,
+            )
         )
 
 

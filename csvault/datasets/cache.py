@@ -37,17 +37,17 @@ def _owner_of(dataset_id: str) -> int | None:
     return Dataset.objects.filter(id=dataset_id).values_list("owner_id", flat=True).first()
 
 
-def _key(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> str:
+def entry_key(owner_id: int | str, dataset_id: uuid.UUID | str, kind: str) -> str:
     # v2: values are {"g": generation, "v": value}; a new prefix, so processes of
     # both versions can run side by side during a rolling deploy.
     return f"csvault:ds2:{owner_id}:{dataset_id}:{kind}"
 
 
-def _generation_key(dataset_id: uuid.UUID | str) -> str:
+def generation_key(dataset_id: uuid.UUID | str) -> str:
     return f"csvault:ds2:{dataset_id}:gen"
 
 
-def _list_version_key(owner_id: int) -> str:
+def list_version_key(owner_id: int | str) -> str:
     return f"csvault:dslist:{owner_id}:version"
 
 
@@ -65,24 +65,32 @@ GENERATION_TTL = 3600
 
 def cache_get(owner_id: int, dataset_id: uuid.UUID | str, kind: str) -> tuple[Any, str]:
     """``(value or None, generation)``: pass the generation to :func:`cache_set`."""
-    key, gen_key = _key(owner_id, dataset_id, kind), _generation_key(dataset_id)
+    key, gen_key = entry_key(owner_id, dataset_id, kind), generation_key(dataset_id)
     found = cache.get_many([key, gen_key])
     generation = found.get(gen_key) or ""
-    entry = found.get(key)
+    return fresh_value(found.get(key), generation), generation
+
+
+def fresh_value(entry: Any, generation: str) -> Any:
+    """The value of a cached entry if it was stored under ``generation``, else None."""
     if isinstance(entry, dict) and entry.get("g") == generation:
-        return entry["v"], generation
-    return None, generation
+        return entry["v"]
+    return None
 
 
 def cache_set(
     owner_id: int, dataset_id: uuid.UUID | str, kind: str, value: Any, generation: str
 ) -> None:
     """Store a value read from the database after ``cache_get`` returned ``generation``."""
-    cache.set(_key(owner_id, dataset_id, kind), {"g": generation, "v": value}, TTL_SECONDS)
+    cache.set(entry_key(owner_id, dataset_id, kind), {"g": generation, "v": value}, TTL_SECONDS)
 
 
 def list_cache_key(owner_id: int, *parts: str) -> str:
-    version = cache.get(_list_version_key(owner_id)) or 0
+    return list_key(owner_id, cache.get(list_version_key(owner_id)) or 0, *parts)
+
+
+def list_key(owner_id: int | str, version: int | str, *parts: str) -> str:
+    """The key of one of the owner's cached list pages at a list version."""
     return f"csvault:dslist:{owner_id}:{version}:" + ":".join(parts)
 
 
@@ -91,13 +99,13 @@ def dataset_changed(dataset_id: uuid.UUID | str, owner_id: int | None = None) ->
     owner = owner_id if owner_id is not None else _owner_of(str(dataset_id))
     if owner is None:
         return
-    cache.set(_generation_key(dataset_id), uuid.uuid4().hex, GENERATION_TTL)
-    cache.delete_many([_key(owner, dataset_id, kind) for kind in _KINDS])
+    cache.set(generation_key(dataset_id), uuid.uuid4().hex, GENERATION_TTL)
+    cache.delete_many([entry_key(owner, dataset_id, kind) for kind in _KINDS])
     owner_list_changed(owner)
 
 
 def owner_list_changed(owner_id: int) -> None:
-    key = _list_version_key(owner_id)
+    key = list_version_key(owner_id)
     try:
         cache.incr(key)
     except ValueError:  # no version yet (or the cache is down: then nothing is cached)

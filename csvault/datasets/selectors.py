@@ -36,7 +36,7 @@ from csvault.datasets.keys import dataset_columns, dataset_profile, dataset_row_
 from csvault.datasets.models import Dataset, DatasetStatus, ProcessedData
 from csvault.datasets.progress import progress_from_checkpoint
 from csvault.datasets.serializers import DatasetSerializer
-from csvault.pipeline.rowstore import rows_read
+from csvault.pipeline.rowstore import rows_read, rows_read_owned
 
 
 class DatasetNotFound(Http404):
@@ -79,7 +79,8 @@ def _detail_payload(dataset: Dataset) -> dict[str, Any]:
     return data
 
 
-def _open_payload(payload: dict[str, Any]) -> dict[str, Any]:
+def open_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A cached detail as the API shows it: header names and warnings opened."""
     data = dict(payload)
     data["columns"], data["warnings"] = open_columns(data["id"], payload["columns"])
     return data
@@ -98,7 +99,7 @@ def _read_through(
 
 def dataset_detail(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
     """The caller's dataset as the API shows it, from the cache when fresh."""
-    return _open_payload(_read_through(owner, dataset_id, "detail", _detail_payload))
+    return open_payload(_read_through(owner, dataset_id, "detail", _detail_payload))
 
 
 def dataset_progress(*, owner: User, dataset_id: uuid.UUID) -> dict[str, Any]:
@@ -144,7 +145,7 @@ def dataset_list_page(
         body = paginate(dataset_list(owner=owner, search=search, status=status), _detail_payload)
         if key:
             cache.set(key, body, TTL_SECONDS)
-    return {**body, "results": [_open_payload(item) for item in body["results"]]}
+    return {**body, "results": [open_payload(item) for item in body["results"]]}
 
 
 @dataclass(frozen=True)
@@ -182,15 +183,28 @@ def dataset_row_page(*, owner: User, dataset_id: uuid.UUID, after: int, limit: i
     """
     payload = _read_through(owner, dataset_id, "detail", _detail_payload)
     ensure_completed(payload["status"])
-    opened = open_sealed(payload["id"], payload["columns"])
-    if opened is None:
+    page = row_page_from_detail(owner_id=owner.pk, detail=payload, after=after, limit=limit)
+    if page is None:
         return _row_page_from_database(
             dataset_get(owner=owner, dataset_id=dataset_id), after, limit
         )
+    return page
+
+
+def row_page_from_detail(
+    *, owner_id: int, detail: dict[str, Any], after: int, limit: int
+) -> RowPage | None:
+    """A page of rows with a fresh cached detail as the gate (its key carried the owner);
+    None when the detail cannot open them (not completed, no sealed header, key gone)."""
+    if detail.get("status") != DatasetStatus.COMPLETED:
+        return None
+    opened = open_sealed(detail["id"], detail["columns"])
+    if opened is None:
+        return None
     cipher, columns = opened
     return _row_page(
-        owner_id=owner.pk,
-        dataset_id=payload["id"],
+        owner_id=owner_id,
+        dataset_id=detail["id"],
         cipher=cipher,
         columns=columns,
         after=after,
@@ -223,10 +237,9 @@ def _row_page(
 ) -> RowPage:
     """One page of a completed dataset's rows, in one query that also checks that the
     dataset is the owner's and not deleted (a cached gate may be a moment stale)."""
-    blocks = ProcessedData.objects.filter(
-        dataset_id=dataset_id, dataset__owner_id=owner_id, dataset__deleted_at__isnull=True
+    page = rows_read_owned(
+        dataset_id=dataset_id, owner_id=owner_id, cipher=cipher, after=after, count=limit + 1
     )
-    page = rows_read(blocks, cipher, after=after, count=limit + 1)
     has_more = len(page) > limit
     rows = page[:limit]
     return RowPage(columns=columns, rows=rows, has_more=has_more)

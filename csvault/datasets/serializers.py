@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -121,6 +123,26 @@ class RowsQuerySerializer(serializers.Serializer):
 class RowSerializer(serializers.Serializer):
     row = serializers.IntegerField()
     values = serializers.ListField(child=serializers.CharField())
+
+
+def row_page_data(
+    columns: list[str],
+    rows: list[tuple[int, list[str]]],
+    has_more: bool,
+    limit: int,
+    absolute_uri: Callable[[str], str],
+    path: str,
+) -> dict[str, Any]:
+    """A page of rows as the API answers it (``RowPageSerializer``'s shape); ``next``
+    is ``absolute_uri`` of the next page's path when there is one."""
+    next_url = None
+    if has_more:
+        next_url = absolute_uri(f"{path}?{urlencode({'after': rows[-1][0], 'limit': limit})}")
+    return {
+        "columns": columns,
+        "results": [{"row": n, "values": values} for n, values in rows],
+        "next": next_url,
+    }
 
 
 class RowPageSerializer(serializers.Serializer):

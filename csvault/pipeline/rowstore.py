@@ -146,17 +146,59 @@ def rows_read(
     blocks must follow each other without gap or overlap (they do as written); anything
     else raises :class:`RowDecryptError` rather than return a wrong row.
     """
+
+    def fetch(low: int, last: int) -> Iterable[tuple[int, Any]]:
+        return (
+            blocks.filter(row_number__gt=low, row_number__lte=last)
+            .order_by("row_number")
+            .values_list("row_number", "data")
+        )
+
+    return _rows_from_blocks(
+        fetch, lambda end: blocks.filter(row_number__gt=end).exists(), cipher, after, count
+    )
+
+
+_DATASETS = Dataset._meta.db_table
+_OWNED = (
+    f"FROM {_TABLE} p JOIN {_DATASETS} d ON d.id = p.dataset_id "
+    "WHERE p.dataset_id = %s AND d.owner_id = %s AND d.deleted_at IS NULL AND p.row_number > %s"
+)
+_OWNED_BLOCKS_SQL = (
+    f"SELECT p.row_number, p.data {_OWNED} AND p.row_number <= %s ORDER BY p.row_number"
+)
+_OWNED_EXISTS_SQL = f"SELECT 1 {_OWNED} LIMIT 1"
+
+
+def rows_read_owned(
+    *, dataset_id: uuid.UUID | str, owner_id: int, cipher: RowCipher, after: int, count: int
+) -> list[tuple[int, list[str]]]:
+    """:func:`rows_read` of one owner's dataset that is not deleted, in plain SQL (the
+    API's row pages: the ORM would spend more building the query than running it)."""
+    db_id = Dataset._meta.pk.get_db_prep_value(uuid.UUID(str(dataset_id)), connection)
+
+    def fetch(low: int, last: int) -> Iterable[tuple[int, Any]]:
+        with connection.cursor() as cursor:
+            cursor.execute(_OWNED_BLOCKS_SQL, [db_id, owner_id, low, last])
+            return cursor.fetchall()
+
+    def exists_after(end: int) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(_OWNED_EXISTS_SQL, [db_id, owner_id, end])
+            return cursor.fetchone() is not None
+
+    return _rows_from_blocks(fetch, exists_after, cipher, after, count)
+
+
+def _rows_from_blocks(
+    fetch: Any, exists_after: Any, cipher: RowCipher, after: int, count: int
+) -> list[tuple[int, list[str]]]:
     if count < 1 or after >= MAX_ROW_NUMBER:
         return []
     last = min(after + count, MAX_ROW_NUMBER)
-    found = (
-        blocks.filter(row_number__gt=max(after - BLOCK_MAX_ROWS + 1, -1), row_number__lte=last)
-        .order_by("row_number")
-        .values_list("row_number", "data")
-    )
     rows: list[tuple[int, list[str]]] = []
     expected: int | None = None
-    for start, blob in found:
+    for start, blob in fetch(max(after - BLOCK_MAX_ROWS + 1, -1), last):
         if expected is not None and start != expected:
             raise RowDecryptError(
                 f"block at row {start}: expected the next block at row {expected}; "
@@ -174,7 +216,7 @@ def rows_read(
     if rows and rows[0][0] != after + 1:
         raise RowDecryptError(f"row {after + 1} is missing from the stored rows")
     end = rows[-1][0] if rows else after
-    if end < last and blocks.filter(row_number__gt=end).exists():
+    if end < last and exists_after(end):
         raise RowDecryptError(f"row {end + 1} is missing from the stored rows")
     return rows
 

@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client
 
-from csvault.core.logs import ContextFilter, JsonFormatter
 from tests.csvdata import MARKER, to_csv, tricky_rows
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """JSON lines logged so far in the test, through csvault's own filter and formatter."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(ContextFilter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    finally:
-        root.removeHandler(handler)
 
 
 def test_it_generates_a_request_id_and_returns_it() -> None:
