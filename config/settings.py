@@ -144,6 +144,12 @@ else:
     if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_URL must be a postgres:// (or sqlite://) URL.")
     pool_size = env.int("CSVAULT_DATABASE_POOL", default=0)
+
+    def _pool_connection_class() -> Any:
+        from csvault.core.dbwait import Connection
+
+        return Connection
+
     if pool_size:
         # A connection pool per process (psycopg_pool, Django's "pool" option), for the
         # gevent web workers (scripts/gunicorn.conf.py sets it): there every greenlet is
@@ -155,6 +161,8 @@ else:
             "min_size": min(2, pool_size),
             "max_size": pool_size,
             "timeout": env.float("CSVAULT_DATABASE_POOL_TIMEOUT", default=10.0),
+            # Lets a short read wait without yielding (csvault/core/dbwait.py).
+            "connection_class": _pool_connection_class(),
         }
         DATABASES["default"]["OPTIONS"] = options
     else:

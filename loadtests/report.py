@@ -74,7 +74,7 @@ def _server_settings() -> str:
     env = os.environ
     worker_class = env.get("WEB_WORKER_CLASS", "gevent")
     if worker_class == "gevent":
-        pool = env.get("CSVAULT_DATABASE_POOL") or env.get("WEB_DATABASE_POOL", "8")
+        pool = env.get("CSVAULT_DATABASE_POOL") or env.get("WEB_DATABASE_POOL", "16")
         each = f"{env.get('WEB_WORKER_CONNECTIONS', '1000')} connections and {pool} database "
         each += "connections (a pool) each"
     else:
@@ -179,6 +179,21 @@ READ_TARGET_CPU_MS = 1.0
 ROWS_TARGET_CPU_MS = 3.0
 
 
+def mix_median(per_kind: dict[str, float | None], weights: dict[str, float]) -> float | None:
+    """The median CPU of a mix whose kinds each cost their own mean: sort the kinds by
+    cost and take the one at which the cumulated weight reaches half. None when a kind
+    was not measured."""
+    if not per_kind or any(ms is None for ms in per_kind.values()):
+        return None
+    half = sum(weights.values()) / 2
+    seen = 0.0
+    for tag, ms in sorted(per_kind.items(), key=lambda item: item[1] or 0.0):
+        seen += weights[tag]
+        if seen >= half:
+            return ms
+    return None
+
+
 def markdown_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
@@ -217,16 +232,32 @@ def read_targets(out: Path, mix: str, seed_rows: str, lines: list[str]) -> None:
         )
     ]
     mix_ms = web_ms_per_request(out, "readmix")
-    if mix_ms is not None:
+    rows_ms = web_ms_per_request(out, "readmix-rows")
+    kinds = [(tag, float(weight)) for tag, _, weight in (p.partition("=") for p in mix.split(","))]
+    per_kind = {
+        tag: rows_ms if tag == "rows" else web_ms_per_request(out, f"readmix-{tag}")
+        for tag, _ in kinds
+    }
+    median = mix_median(per_kind, dict(kinds))
+    if median is not None:
+        each = ", ".join(f"{tag} {ms:.2f}" for tag, ms in per_kind.items() if ms is not None)
         table.append(
             (
                 "web CPU per request (mix)",
-                f"{mix_ms:.2f} ms (mean over the phase){void}",
+                f"median {median:.2f} ms, mean {mix_ms or 0:.2f} ms ({each}){void}",
+                f"<= {READ_TARGET_CPU_MS:.0f} ms median",
+                _met(median <= READ_TARGET_CPU_MS and not void),
+            )
+        )
+    elif mix_ms is not None:
+        table.append(
+            (
+                "web CPU per request (mix)",
+                f"{mix_ms:.2f} ms (mean over the phase; median not measured){void}",
                 f"<= {READ_TARGET_CPU_MS:.0f} ms median",
                 _met(mix_ms <= READ_TARGET_CPU_MS and not void),
             )
         )
-    rows_ms = web_ms_per_request(out, "readmix-rows")
     rows_void = " (VOID: a server died)" if _died(out, "readmix-rows") else ""
     table.append(
         (
@@ -248,8 +279,9 @@ def read_targets(out: Path, mix: str, seed_rows: str, lines: list[str]) -> None:
         "warm-up, as Locust saw it, on the same machine: readmix " + _locust_cpu(record, step),
         "web CPU: user + system CPU of gunicorn's process tree from /proc over the whole phase, "
         "divided by every request Locust sent in it: a mean. The web tier does not record CPU "
-        "per request, so the median is not measured; the mean stands in for it and is judged "
-        "against the median target.",
+        "per request; the median is that of the mix with each kind at its own mean, measured "
+        "in a sub-phase of that kind alone (readmix-<kind>, the same users, no think time): "
+        "the kinds sorted by CPU, the one where the mix's weights pass one half.",
         f"{page}-row page: the same from a sub-phase (readmix-rows) where the same users, still "
         f"with no think time, only read pages of {page} rows (following next).",
     ]
@@ -339,6 +371,9 @@ def main() -> None:
 
     steady_section(out, "readmix", f"Phase 3: read mix {args.read_mix}, cache on", lines)
     steady_section(out, "readmix-rows", "Phase 3b: rows pages only, cache on", lines)
+    for tag, _, _ in (part.partition("=") for part in args.read_mix.split(",")):
+        if tag != "rows" and (out / f"readmix-{tag}.json").exists():
+            steady_section(out, f"readmix-{tag}", f"Phase 3c: {tag} only, cache on", lines)
     steady_section(out, "nocache", f"Phase 1 again with the cache off ({args.nocache})", lines)
 
     lines += ["", "== database queries per request (PostgreSQL transactions / HTTP requests) =="]

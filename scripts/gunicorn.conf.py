@@ -16,7 +16,7 @@ worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "1000"))
 threads = int(os.environ.get("WEB_THREADS", "4"))  # gthread only
 if worker_class == "gevent":
     # Each greenlet is a "thread" to Django: a pool per process bounds the connections.
-    os.environ.setdefault("CSVAULT_DATABASE_POOL", os.environ.get("WEB_DATABASE_POOL", "8"))
+    os.environ.setdefault("CSVAULT_DATABASE_POOL", os.environ.get("WEB_DATABASE_POOL", "16"))
 # Large uploads stream for a long time; don't kill a worker mid-upload.
 timeout = int(os.environ.get("WEB_TIMEOUT", "600"))
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "5"))

@@ -13,7 +13,9 @@
 #   ramp     LOADTEST_STEPS users per step, LOADTEST_STEP_SECONDS each
 #   readmix  LOADTEST_READ_USERS users with no think time, reads only (LOADTEST_READ_MIX,
 #            weights by task tag), LOADTEST_READMIX_SECONDS; then a rows-only sub-phase
-#            (readmix-rows, LOADTEST_READROWS_SECONDS; 0 skips it) for the CPU of a page
+#            (readmix-rows, LOADTEST_READROWS_SECONDS; 0 skips it) for the CPU of a page,
+#            and one per other kind (readmix-progress..., LOADTEST_READKIND_SECONDS; 0 skips
+#            them) for the web CPU of each kind, hence the mix's median
 #   nocache  the steady phase again, LOADTEST_NOCACHE_SECONDS, with the cache off
 # LOADTEST_PHASES="steady ramp readmix nocache" picks and orders them.
 set -euo pipefail
@@ -33,6 +35,7 @@ READ_USERS=${LOADTEST_READ_USERS:-100}
 READ_MIX=${LOADTEST_READ_MIX:-progress=5,detail=2,rows=2,list=1}
 READMIX_SECONDS=${LOADTEST_READMIX_SECONDS:-45}
 READROWS_SECONDS=${LOADTEST_READROWS_SECONDS:-25}
+READKIND_SECONDS=${LOADTEST_READKIND_SECONDS:-15}
 PHASES=${LOADTEST_PHASES:-steady ramp readmix nocache}
 ACCOUNTS=${LOADTEST_ACCOUNTS_COUNT:-100}
 SEED_ROWS=${LOADTEST_SEED_ROWS:-1000}
@@ -217,6 +220,14 @@ for phase in $PHASES; do
       if ((READROWS_SECONDS > 0)); then
         LOADTEST_THINK=0 LOADTEST_MIX=rows=1 \
           run_locust readmix-rows -u "$READ_USERS" -r "$READ_SPAWN" -t "${READROWS_SECONDS}s"
+      fi
+      # The other kinds of the mix alone, for the web CPU of each (the mix's median).
+      if ((READKIND_SECONDS > 0)); then
+        for kind in $(tr ',' '\n' <<<"$READ_MIX" | cut -d= -f1); do
+          [[ $kind == rows && $READROWS_SECONDS -gt 0 ]] && continue
+          LOADTEST_THINK=0 LOADTEST_MIX=$kind=1 \
+            run_locust "readmix-$kind" -u "$READ_USERS" -r "$READ_SPAWN" -t "${READKIND_SECONDS}s"
+        done
       fi
       ;;
     nocache) cache_off; run_locust nocache -u "$USERS" -r "$SPAWN" -t "${NOCACHE_SECONDS}s" ;;

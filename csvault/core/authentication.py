@@ -63,10 +63,28 @@ class CachedTokenAuthentication(TokenAuthentication):
             user._state.db = "default"
             return user, Token(key=key, user_id=hit["id"])
         user, token = super().authenticate_credentials(key)  # 401 for unknown or inactive
-        ttl = settings.CSVAULT_AUTH_CACHE_SECONDS
-        cache.add(_key(key), {"id": user.pk, "username": user.get_username()}, ttl)
-        cache.add(user_id_key(key), int(user.pk), ttl)
+        remember_token(key, user.pk, user.get_username())
         return user, token
+
+
+def active_token_user(key: str) -> tuple[int, str] | None:
+    """The id and name of the token's user if both exist and the user is active (what
+    DRF's token check accepts), from the database; else None."""
+    found = (
+        Token.objects.filter(key=key)
+        .values_list("user_id", "user__username", "user__is_active")
+        .first()
+    )
+    if found is None or not found[2]:
+        return None
+    return int(found[0]), str(found[1])
+
+
+def remember_token(key: str, user_id: int, username: str) -> None:
+    """Cache a token just checked in the database (``add``: a tombstone stays)."""
+    ttl = settings.CSVAULT_AUTH_CACHE_SECONDS
+    cache.add(_key(key), {"id": user_id, "username": username}, ttl)
+    cache.add(user_id_key(key), int(user_id), ttl)
 
 
 @receiver(post_delete, sender=Token, dispatch_uid="csvault-token-deleted")

@@ -8,7 +8,8 @@ round trip, a Lua script that, inside Redis:
 
 1. reads the token's user id (``csvault.core.authentication.user_id_key``: filled by a
    request that checked the token in the database, tombstoned on logout or when the
-   user is saved),
+   user is saved; when it has expired, the token is checked in the database here, as
+   DRF would, and the script runs again),
 2. counts the request in the user's ``read`` throttle window (the same counter
    ``csvault.core.throttling`` uses),
 3. reads the cached value under the user's own key (cache.py: keys carry the owner,
@@ -47,12 +48,14 @@ from django.core.cache import cache
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
+from django.db import connection
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from csvault.core import logs
-from csvault.core.authentication import user_id_key
+from csvault.core.authentication import active_token_user, remember_token, user_id_key
+from csvault.core.dbwait import without_yielding
 from csvault.core.metrics import record_served_request
 from csvault.core.middleware import REQUEST_ID_HEADER, request_id_from
 from csvault.core.pagination import NewestFirstCursorPagination
@@ -85,7 +88,8 @@ _UID, _VERSION = "\x00", "\x01"
 
 _SCRIPT = """
 local uid = redis.call('GET', KEYS[1])
-if (not uid) or uid == '0' then return {0} end
+if not uid then return {0} end
+if uid == '0' then return {-1} end
 local count, ttl = 0, 0
 local window = tonumber(ARGV[1])
 if window > 0 then
@@ -188,12 +192,13 @@ class HotReads:
         script = self._scripts.get(id(redis))
         if script is None:
             script = self._scripts[id(redis)] = redis.register_script(_SCRIPT)
-        found = script(
-            keys=[cache.make_key(user_id_key(token))],
-            args=[window[1] if window else 0, *counter, *value_parts, *version, generation],
-        )
-        if not found[0]:
-            return None
+        keys = [cache.make_key(user_id_key(token))]
+        args = [window[1] if window else 0, *counter, *value_parts, *version, generation]
+        found = script(keys=keys, args=args)
+        if found[0] == 0 and _token_checked(environ, token):
+            found = script(keys=keys, args=args)
+        if found[0] != 1:
+            return None  # unknown, revoked or inactive: Django answers 401
         uid, count, ttl, raw, raw_generation = found[1:]
         if window is not None:
             environ[COUNTED] = (
@@ -252,10 +257,15 @@ def _rows(
     after: int,
     limit: int,
 ) -> dict[str, Any] | None:
-    """The rows page's body, or None when the cached detail cannot open the rows."""
+    """The rows page's body, or None when the cached detail cannot open the rows.
+
+    Its queries are short indexed reads: they wait without yielding (core/dbwait.py),
+    once a connection is taken from the pool."""
     request_started.send(sender=HotReads, environ=environ)
     try:
-        page = row_page_from_detail(owner_id=owner_id, detail=detail, after=after, limit=limit)
+        connection.ensure_connection()
+        with without_yielding():
+            page = row_page_from_detail(owner_id=owner_id, detail=detail, after=after, limit=limit)
     finally:
         request_finished.send(sender=HotReads)
     if page is None:
@@ -263,6 +273,22 @@ def _rows(
     return row_page_data(
         page.columns, page.rows, page.has_more, limit, request.build_absolute_uri, request.path
     )
+
+
+def _token_checked(environ: dict[str, Any], token: str) -> bool:
+    """Check a token whose cached user id has expired in the database (DRF's rules) and
+    cache it again; False when it does not pass (Django answers)."""
+    request_started.send(sender=HotReads, environ=environ)
+    try:
+        connection.ensure_connection()
+        with without_yielding():
+            user = active_token_user(token)
+    finally:
+        request_finished.send(sender=HotReads)
+    if user is None:
+        return False
+    remember_token(token, *user)
+    return True
 
 
 def _rows_query(query: str) -> tuple[int, int] | None:

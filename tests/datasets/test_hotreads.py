@@ -8,6 +8,7 @@ import io
 import logging
 import sys
 from collections.abc import Callable, Iterable
+from hashlib import sha256
 from typing import Any
 
 import pytest
@@ -324,3 +325,27 @@ def test_a_late_fill_of_an_older_generation_is_never_served(
     answer = get(app, path, token)
     assert answer.code == 200
     assert b"stale-marker" not in answer.body
+
+
+@needs_redis
+def test_an_expired_token_entry_is_checked_again_in_the_database(
+    app: Any, user: Any, completed: str, django_user_model: Any
+) -> None:
+    """The cached user id lives CSVAULT_AUTH_CACHE_SECONDS: after that the hot path
+    checks the token in the database itself, and a user deactivated behind the
+    signals' back (a bulk update) is refused from then on."""
+    from csvault.core.authentication import user_id_key
+
+    path = f"/api/datasets/{completed}/progress/"
+    token = user.auth_token.key
+    for _ in range(2):
+        assert get(app, path, token).code == 200
+    cache.delete_many([user_id_key(token), f"csvault:auth:{sha256(token.encode()).hexdigest()}"])
+    calls = app.django.calls
+    assert get(app, path, token).code == 200
+    assert app.django.calls == calls  # checked and answered before Django
+    assert cache.get(user_id_key(token)) == user.pk
+    django_user_model.objects.filter(pk=user.pk).update(is_active=False)
+    cache.delete_many([user_id_key(token), f"csvault:auth:{sha256(token.encode()).hexdigest()}"])
+    assert get(app, path, token).code == 401
+    assert app.django.calls == calls + 1
