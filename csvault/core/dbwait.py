@@ -34,8 +34,8 @@ _WAIT_C = getattr(waiting, "wait_c", None)  # psycopg's C wait (psycopg[binary] 
 
 class Connection(psycopg.Connection[Any]):
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        if _BLOCKING.get() and timeout is None and _WAIT_C is not None:
-            return _WAIT_C(gen, self.pgconn.socket, interval)
+        if _BLOCKING.get() and _WAIT_C is not None:
+            return _WAIT_C(gen, self.pgconn.socket, interval, timeout)
         return super().wait(gen, interval, timeout)
 
 
