@@ -455,13 +455,16 @@ def machine_busy() -> float:
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
+EXCLUDED_PG_PIDS: set[int] = set()  # the bench's own sampling backends
+
+
 def postgres_pids() -> list[int]:
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 with open(f"/proc/{entry.name}/comm") as fh:
-                    if fh.read().strip() == "postgres":
+                    if fh.read().strip() == "postgres" and int(entry.name) not in EXCLUDED_PG_PIDS:
                         pids.append(int(entry.name))
             except OSError:
                 continue
@@ -740,6 +743,126 @@ def cpu_floor(stage_cpu: dict[str, Any], cores: int) -> dict[str, float]:
         "floor_with_client_seconds": round((total["csvault"] + total["client"]) / cores, 2),
         "machine_cpu": total["machine"],
     }
+
+
+# --- what PostgreSQL waits on, and its WAL --------------------------------------------------
+
+_WAITS_SQL = """
+SELECT backend_type, coalesce(wait_event_type || ':' || wait_event, 'CPU'),
+       upper(split_part(ltrim(query), ' ', 1))
+FROM pg_stat_activity
+WHERE pid <> pg_backend_pid()
+  AND ((backend_type = 'client backend' AND state = 'active' AND datname = current_database())
+       OR (backend_type IN ('checkpointer', 'walwriter', 'background writer')
+           AND wait_event NOT IN ('CheckpointerMain', 'WalWriterMain', 'BgWriterMain',
+                                  'BgWriterHibernate')))
+"""
+
+
+@dataclass
+class WaitSampler:
+    """Samples ``pg_stat_activity`` every ``interval`` s in a thread: what each active client
+    backend of the bench database waits on ('CPU' when on no wait event), by statement
+    (COPY, UPDATE, COMMIT...), and the checkpointer, WAL writer and background writer when
+    they are not idle. Its own backend is left out of the PostgreSQL CPU (EXCLUDED_PG_PIDS).
+    """
+
+    url: str
+    interval: float = 0.02
+    counts: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def _run(self) -> None:
+        with pg_connect(self.url) as conn:
+            pid = conn.info.backend_pid
+            EXCLUDED_PG_PIDS.add(pid)
+            self._ready.set()
+            try:
+                while not self._stop.wait(self.interval):
+                    for backend, event, statement in conn.execute(_WAITS_SQL).fetchall():
+                        key = (
+                            f"{statement or '?'} {event}"
+                            if backend == "client backend"
+                            else f"{backend} {event}"
+                        )
+                        self.counts[key] = self.counts.get(key, 0) + 1
+                    self.samples += 1
+            finally:
+                EXCLUDED_PG_PIDS.discard(pid)
+
+    def __enter__(self) -> WaitSampler:
+        self._thread = threading.Thread(target=self._run, name="wait-sampler", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def report(self) -> dict[str, Any]:
+        return {"samples": self.samples, "interval": self.interval, "counts": dict(self.counts)}
+
+
+def wal_counters(url: str) -> dict[str, float]:
+    """The server's cumulative WAL and checkpoint counters (pg_stat_wal, pg_stat_bgwriter)."""
+    with pg_connect(url) as conn:
+        wal = conn.execute(
+            "SELECT wal_records, wal_fpi, wal_bytes, wal_buffers_full, wal_write, wal_sync "
+            "FROM pg_stat_wal"
+        ).fetchone()
+        bgw = conn.execute(
+            "SELECT checkpoints_timed, checkpoints_req, buffers_checkpoint, buffers_backend "
+            "FROM pg_stat_bgwriter"
+        ).fetchone()
+    names = [
+        "wal_records",
+        "wal_fpi",
+        "wal_bytes",
+        "wal_buffers_full",
+        "wal_write",
+        "wal_sync",
+        "checkpoints_timed",
+        "checkpoints_req",
+        "buffers_checkpoint",
+        "buffers_backend",
+    ]
+    return dict(zip(names, [float(x) for x in (*(wal or ()), *(bgw or ()))], strict=False))
+
+
+def counters_since(url: str, before: dict[str, float]) -> dict[str, float]:
+    after = wal_counters(url)
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def waits_line(waits: dict[str, Any], what: str) -> str:
+    """The wait-event sample as one line: each event's share of the backend samples."""
+    counts: dict[str, int] = waits["counts"]
+    backends = {k: v for k, v in counts.items() if not k.startswith(("checkpointer", "wal", "bac"))}
+    total = sum(backends.values()) or 1
+    top = sorted(backends.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in top[:8])
+    others = [f"{k} in {v} samples" for k, v in counts.items() if k not in backends]
+    return (
+        f"wait events, {what}: {waits['samples']} samples every {waits['interval'] * 1000:.0f} ms, "
+        f"{total} of active ingest backends (statement, wait event: share): {shown}"
+        + (f"; {', '.join(others)}" if others else "")
+    )
+
+
+def wal_line(c: dict[str, float], rows: int, what: str) -> str:
+    return (
+        f"WAL, {what}: {c['wal_bytes'] / MB:.0f} MB ({c['wal_bytes'] / max(rows, 1):.0f} bytes a "
+        f"row), {c['wal_records']:,.0f} records, {c['wal_fpi']:,.0f} full-page images, WAL buffers "
+        f"full {c['wal_buffers_full']:,.0f} times, {c['wal_write']:,.0f} writes and "
+        f"{c['wal_sync']:,.0f} syncs; checkpoints {c['checkpoints_req']:.0f} requested + "
+        f"{c['checkpoints_timed']:.0f} timed; buffers written by backends "
+        f"{c['buffers_backend']:,.0f}, by the checkpointer {c['buffers_checkpoint']:,.0f}"
+    )
 
 
 # --- the API client ----------------------------------------------------------------
@@ -1327,8 +1450,11 @@ def check_dataset(ctx: Context, dataset_id: str, detail: dict[str, Any], rows: i
         )
 
 
-def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str, Any]:
-    """Upload one file, wait for its ingest, measure it (and the RSS of web and worker)."""
+def ingest_one(
+    ctx: Context, csv_file: Path, rows: int, label: str, *, waits: bool = False
+) -> dict[str, Any]:
+    """Upload one file, wait for its ingest, measure it (and the RSS of web and worker);
+    with ``waits``, PostgreSQL's wait events and WAL counters too."""
     assert ctx.api
     assert ctx.web
     size = csv_file.stat().st_size
@@ -1350,7 +1476,9 @@ def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str,
         RssSampler({"web": ctx.web.pid}) as web_rss,
         RssSampler(moto_roots) as moto_rss,
         StageCpu(groups) as stage_cpu,
+        WaitSampler(ctx.db_url) if waits else contextlib.nullcontext() as wait_sampler,
     ):
+        wal_before = wal_counters(ctx.db_url) if waits else {}
         upload_started = time.monotonic()
         upload_started_wall = time.time()
         dataset, upload_s = ctx.api.upload(csv_file, f"bench {label}")
@@ -1363,6 +1491,7 @@ def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str,
             f"id {dataset_id}"
         )
         done = ctx.api.wait_final([dataset_id], ctx.args.timeout)
+        wal = counters_since(ctx.db_url, wal_before) if waits else None
     seen, detail = done[dataset_id]
     check_dataset(ctx, dataset_id, detail, rows)
     times = dataset_times(ctx.db_url, [dataset_id])[dataset_id]
@@ -1421,6 +1550,9 @@ def ingest_one(ctx: Context, csv_file: Path, rows: int, label: str) -> dict[str,
         "cpu_floor": cpu_floor(by_stage, len(os.sched_getaffinity(0))),
         "handoffs": handoffs(ctx, dataset_id, responded_wall, seen_wall, times),
     }
+    if isinstance(wait_sampler, WaitSampler):
+        result["waits"] = wait_sampler.report()
+        result["wal"] = wal
     scan = result["scan_seconds"]
     log(
         f"[{label}] scan ({result['scanner'] or '?'}): "
@@ -1442,7 +1574,8 @@ def parallel_two(ctx: Context, csv_file: Path, rows: int) -> dict[str, Any]:
     assert ctx.api
     start_worker(ctx)
     log(f"[parallel] uploading two copies of {csv_file.name} back to back")
-    with CpuSampler([w.pid for w in ctx.workers]) as cpu:
+    with CpuSampler([w.pid for w in ctx.workers]) as cpu, WaitSampler(ctx.db_url) as waits:
+        wal_before = wal_counters(ctx.db_url)
         t0 = time.monotonic()
         first, first_s = ctx.api.upload(csv_file, "bench parallel A")
         first_resp = time.monotonic()
@@ -1450,6 +1583,7 @@ def parallel_two(ctx: Context, csv_file: Path, rows: int) -> dict[str, Any]:
         ids = [str(first["id"]), str(second["id"])]
         ctx.created.extend(ids)
         done = ctx.api.wait_final(ids, ctx.args.timeout)
+        wal = counters_since(ctx.db_url, wal_before)
     last_done = max(seen for seen, _ in done.values())
     for dataset_id, (_, detail) in done.items():
         check_dataset(ctx, dataset_id, detail, rows)
@@ -1492,6 +1626,8 @@ def parallel_two(ctx: Context, csv_file: Path, rows: int) -> dict[str, Any]:
         "cpu_cores_postgres": cores["postgres"],
         "cpu_cores_machine": cores["machine"],
         "same_worker": len({tuple(p["handled_by"]) for p in per}) == 1,
+        "waits": waits.report(),
+        "wal": wal,
     }
     log(
         "[parallel] completed: "
@@ -2125,6 +2261,13 @@ def render(results: dict[str, Any]) -> str:
             + (" (WARNING: one worker took both)" if par["same_worker"] else "")
             + "."
         )
+        single = r["parallel_single"]
+        if single.get("waits") and par.get("waits"):
+            lines.append(waits_line(single["waits"], "one ingest alone (upload to completed)"))
+            lines.append(waits_line(par["waits"], "two at once (first upload to both completed)"))
+        if single.get("wal") and par.get("wal"):
+            lines.append(wal_line(single["wal"], single["rows"], "one ingest alone"))
+            lines.append(wal_line(par["wal"], 2 * par["rows_each"], "two at once"))
     for storage, res in r["csvault"].items():
         procs = ", ".join(
             f"{p['role']} {p['pid']}: idle {p['idle_rss_mb']}, peak {p['peak_rss_mb']} MB"
@@ -2328,7 +2471,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if csv_par is not None:
                     results["parallel_storage"] = storage
                     results["parallel_single"] = ingest_one(
-                        ctx, csv_par, args.parallel_rows, f"{args.parallel_rows:,} rows alone"
+                        ctx,
+                        csv_par,
+                        args.parallel_rows,
+                        f"{args.parallel_rows:,} rows alone",
+                        waits=True,
                     )
                     results["parallel"] = parallel_two(ctx, csv_par, args.parallel_rows)
                 if not args.skip_reference:
