@@ -2137,6 +2137,8 @@ def speed_table(r: dict[str, Any]) -> list[str]:
             )
             + "."
         )
+        if big.get("wal"):
+            lines.append(wal_line(big["wal"], big["rows"], "big file, upload to completed"))
     return lines
 
 
@@ -2464,7 +2466,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if csv_big is not None:
                     wal_before = wal_lsn(ctx.db_url)
                     results["big"] = ingest_one(
-                        ctx, csv_big, args.big_rows, f"{args.big_rows:,} rows (big)"
+                        ctx, csv_big, args.big_rows, f"{args.big_rows:,} rows (big)", waits=True
                     )
                     results["big"]["wal_bytes"] = wal_since(ctx.db_url, wal_before)
                     results["big_settle"] = settle_disk(ctx.db_url)
