@@ -1415,8 +1415,10 @@ def handoffs(
     """Milliseconds between the stages of one dataset (wall-clock times: the bench's, the
     worker log's, the dataset's ``started_at``/``finished_at``).
 
-    upload response -> scan start (the scan task's delivery, its claim), scan end (the log
-    line written after the verdict's commit, which sends the ingest) -> ingest start
+    upload response -> scan start (the scan task's delivery, its claim; the start is the
+    verdict's audit line, logged just before its commit, minus the scan time the worker
+    logs), scan end (the log line written after the verdict's commit, which sends the
+    ingest) -> ingest start
     (``started_at``, set by the ingest's claim), ingest end -> completed seen by the poller
     (``finished_at`` is stamped as the last batch starts; the worker logs "completed" after
     that batch's commit).
@@ -1429,11 +1431,15 @@ def handoffs(
                 return _log_time(event)
         return None
 
+    # The scan's verdict is audited inside the transaction that records it, before the
+    # commit; "scan of ID clean (scanner, S s)" is logged after that commit, which sends
+    # the ingest task. The scan started S seconds before the verdict.
     scan_end = scan_start = None
     for event in events:
         found = _SCAN_LOG.search(str(event.get("message")))
         if found and (scan_end := _log_time(event)) is not None:
-            scan_start = scan_end - float(found.group(3))
+            verdict = when(r"^audit scan_clean ") or scan_end
+            scan_start = verdict - float(found.group(3))
             break
     scan_received = when(r"^Task csvault\.scan_dataset\[.*\] received")
     ingest_received = when(r"^Task csvault\.ingest_dataset\[.*\] received")
@@ -2293,8 +2299,8 @@ def render(results: dict[str, Any]) -> str:
             f"{cpu_explained_slowdown(r):.2f}x if the two pipelines overlapped as well as one "
             "does alone (they don't quite: each worker's parse and COPY stages wait for CPU). "
             "Verdict: the machine was CPU-bound (>= 90 % busy) and a row cost at most 15 % "
-            "more CPU than alone. CPU sampled from /proc every 0.2 s (PostgreSQL: all its "
-            "processes, including other clients')."
+            "more CPU than alone. CPU sampled from /proc every 0.2 s (PostgreSQL: the "
+            "server's own processes and the bench database's backends)."
         )
         lines.append(
             f"parallel note: {r['nproc']} cores shared by PostgreSQL, two workers and the web "
