@@ -338,7 +338,7 @@ CSVAULT_UPLOAD_EXPIRES = env.int("CSVAULT_UPLOAD_EXPIRES", default=24 * 3600)
 CSVAULT_MAX_COLUMNS = env.int("CSVAULT_MAX_COLUMNS", default=1000)
 CSVAULT_MAX_FIELD_BYTES = env.int("CSVAULT_MAX_FIELD_BYTES", default=1 << 20)
 CSVAULT_MAX_ROWS = env.int("CSVAULT_MAX_ROWS", default=100_000_000)
-CSVAULT_INGEST_BATCH_ROWS = env.int("CSVAULT_INGEST_BATCH_ROWS", default=20_000)
+CSVAULT_INGEST_BATCH_ROWS = env.int("CSVAULT_INGEST_BATCH_ROWS", default=40_000)
 # How often the GIL changes hands while the ingest's writer thread runs (seconds);
 # see docs/performance.md.
 CSVAULT_GIL_SWITCH_INTERVAL = env.float("CSVAULT_GIL_SWITCH_INTERVAL", default=0.001)

@@ -47,9 +47,15 @@ __all__ = [
 
 # A block holds at most this many rows (readers look this far back for a row's block)
 # and aims at this much text: tuples stay well under PostgreSQL's 8 KB page, stored
-# inline and uncompressed (see the toast_tuple_target migration).
+# inline and uncompressed (see the toast_tuple_target migration). Two tuples fit a page
+# while a block's text is at most 3,998 bytes (a tuple is its text plus 82 bytes: the
+# tuple header, dataset id, row number, length, grid header, version, attempt and GCM
+# tag); the C parser closes a block at the first row that reaches the target, so with
+# rows of up to about 150 bytes every page holds two blocks. At 4,096 each block took a
+# page of its own: twice the pages to extend and write for the same rows
+# (docs/performance.md, "Two ingests at once").
 BLOCK_MAX_ROWS = 64
-BLOCK_TARGET_BYTES = 4096
+BLOCK_TARGET_BYTES = 3840
 
 _FORMAT_SEPARATED = 0x00
 _FORMAT_SEPARATED_BYTE = bytes([_FORMAT_SEPARATED])
