@@ -120,6 +120,7 @@ def measure(env: dict[str, str], token: str, dataset: str, requests: int) -> dic
                 probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 probe.request("GET", "/healthz")
                 probe.getresponse().read()
+                probe.close()
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
