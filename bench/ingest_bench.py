@@ -52,7 +52,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg import sql
@@ -491,8 +491,40 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+class PeriodicSampler:
+    """A ``with`` block during which a thread calls ``_sample()`` every ``interval`` s
+    (once more at each end); subclasses hold ``interval``, ``_stop`` and ``_thread``."""
+
+    interval: float
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        """Called first when the block is entered."""
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> Self:
+        self._begin()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self._sample()
+
+
 @dataclass
-class CpuSampler:
+class CpuSampler(PeriodicSampler):
     """Samples the CPU time of the worker trees and of every PostgreSQL process in a thread.
 
     ``cores(t0, t1)`` is the average number of cores each group kept busy between two
@@ -514,22 +546,6 @@ class CpuSampler:
         self.samples.append(
             (time.time(), cpu_by_pid(workers), cpu_by_pid(postgres_pids()), machine_busy())
         )
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> CpuSampler:
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-        self._sample()
 
     def cores(self, t0: float, t1: float) -> dict[str, float]:
         """Average cores busy between t0 and t1 (the samples just outside them)."""
@@ -648,7 +664,7 @@ def named(comm: str) -> Callable[[ProcTable], list[int]]:
 
 
 @dataclass
-class StageCpu:
+class StageCpu(PeriodicSampler):
     """The CPU seconds of each process group, sampled from /proc every ``interval`` s in a
     thread, as cumulative series; :meth:`between` interpolates them at any two wall-clock
     times. Besides ``groups`` it keeps ``client`` (this process's main thread: the upload's
@@ -695,22 +711,8 @@ class StageCpu:
             totals[name] = value - self._first[name]
         self.series.append((now, totals))
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> StageCpu:
+    def _begin(self) -> None:
         self._start_ticks = uptime_ticks()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name="stage-cpu", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-        self._sample()
 
     def at(self, t: float) -> dict[str, float]:
         """Every series at wall-clock time ``t``, linear between the samples around it."""
