@@ -49,7 +49,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -296,8 +296,9 @@ def manage(env: dict[str, str], *args: str, timeout: float = 600) -> str:
 # --- memory sampling from /proc -------------------------------------------------
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
+def proc_stats() -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """(pid, comm, the fields after it) of every process's /proc/PID/stat; a process
+    that ends meanwhile is left out."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -307,9 +308,15 @@ def _children_map() -> dict[int, list[int]]:
         except OSError:
             continue
         # "pid (comm) state ppid ..."; comm may contain spaces and parentheses.
-        fields = data.rpartition(b")")[2].split()
+        head, _, rest = data.rpartition(b")")
+        yield int(entry.name), head.partition(b"(")[2], rest.split()
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for pid, _, fields in proc_stats():
         if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            children.setdefault(int(fields[1]), []).append(pid)
     return children
 
 
@@ -479,16 +486,7 @@ def serves_bench(pid: int) -> bool:
 
 
 def postgres_pids() -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/comm") as fh:
-                    if fh.read().strip() == "postgres" and serves_bench(int(entry.name)):
-                        pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+    return [pid for pid, comm, _ in proc_stats() if comm == b"postgres" and serves_bench(pid)]
 
 
 class PeriodicSampler:
@@ -599,18 +597,9 @@ def proc_table() -> ProcTable:
     """pid -> (comm, ppid, user + system CPU seconds, start time in ticks since boot) of every
     process, from one pass over /proc."""
     table: ProcTable = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        head, _, rest = data.rpartition(b")")
-        fields = rest.split()
-        table[int(entry.name)] = (
-            head.partition(b"(")[2].decode(errors="replace"),
+    for pid, comm, fields in proc_stats():
+        table[pid] = (
+            comm.decode(errors="replace"),
             int(fields[1]),
             (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
             int(fields[19]),

@@ -22,22 +22,20 @@ import http.client
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".venv" / "bin"
+from ingest_bench import (
+    BIN,
+    ROOT,
+    Service,
+    cpu_by_pid,
+    free_port,
+    process_tree,
+    wait_http_ready,
+)
+
 KINDS = ("progress", "detail", "rows", "list")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare(env: dict[str, str]) -> tuple[str, str]:
@@ -86,26 +84,18 @@ def prepare(env: dict[str, str]) -> tuple[str, str]:
     return out[-3], out[-2]
 
 
-def worker_cpu(master: int) -> float:
-    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
-    total = 0
-    for pid in children.stdout.split():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+def worker_cpu(web: Service) -> float:
+    """CPU seconds the gunicorn workers (not the master) have used so far."""
+    return sum(cpu_by_pid([pid for pid in process_tree(web.pid) if pid != web.pid]).values())
 
 
 def measure(env: dict[str, str], token: str, dataset: str, requests: int) -> dict[str, float]:
     port = free_port()
-    log = Path(env["CSVAULT_DATA_DIR"]) / f"gunicorn-{env['CSVAULT_HOT_READS']}.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "config.wsgi", "--config", "scripts/gunicorn.conf.py"],
-            cwd=ROOT,
-            env={**env, "PORT": str(port), "WEB_CONCURRENCY": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    web = Service(
+        f"reads-web-hot{env['CSVAULT_HOT_READS']}",
+        [str(BIN / "gunicorn"), "config.wsgi", "--config", "scripts/gunicorn.conf.py"],
+        {**env, "PORT": str(port), "WEB_CONCURRENCY": "1"},
+    )
     paths = {
         "progress": f"/api/datasets/{dataset}/progress/",
         "detail": f"/api/datasets/{dataset}/",
@@ -113,19 +103,9 @@ def measure(env: dict[str, str], token: str, dataset: str, requests: int) -> dic
         "list": "/api/datasets/",
     }
     headers = {"Authorization": f"Token {token}"}
+    web.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                probe.request("GET", "/healthz")
-                probe.getresponse().read()
-                probe.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"reads_bench: gunicorn did not start; see {log}") from None
-                time.sleep(0.1)
+        wait_http_ready(web, port, 30)
         result = {}
         for kind in KINDS:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -137,16 +117,15 @@ def measure(env: dict[str, str], token: str, dataset: str, requests: int) -> dic
                     raise SystemExit(
                         f"reads_bench: {kind} answered {answer.status}: {body[:200]!r}"
                     )
-            before = worker_cpu(server.pid)
+            before = worker_cpu(web)
             for _ in range(requests):
                 conn.request("GET", paths[kind], headers=headers)
                 conn.getresponse().read()
-            result[kind] = 1000 * (worker_cpu(server.pid) - before) / requests
+            result[kind] = 1000 * (worker_cpu(web) - before) / requests
             conn.close()
         return result
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        web.stop()
 
 
 def main() -> None:
