@@ -372,6 +372,9 @@ CSVAULT_SCAN_TIMEOUT = env.float("CSVAULT_SCAN_TIMEOUT", default=60.0)
 # then the dataset fails with "scanner unavailable"; it is never ingested.
 CSVAULT_SCAN_MAX_ATTEMPTS = env.int("CSVAULT_SCAN_MAX_ATTEMPTS", default=6)
 CSVAULT_SCAN_RETRY_SECONDS = env.float("CSVAULT_SCAN_RETRY_SECONDS", default=5.0)
+# A worker that takes both scans and ingests runs the ingest while clamd decides, the
+# rows unreadable until the verdict (csvault/pipeline/scan.py); 0: one after the other.
+CSVAULT_INGEST_DURING_SCAN = env.bool("CSVAULT_INGEST_DURING_SCAN", default=True)
 
 # --- celery -----------------------------------------------------------------
 _broker_dir = _layout.broker_dir

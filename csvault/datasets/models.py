@@ -104,6 +104,11 @@ class Dataset(models.Model):
             models.CheckConstraint(
                 condition=models.Q(status__in=DatasetStatus.values), name="dataset_status_valid"
             ),
+            # Rows are readable once completed: never without a clean scan verdict.
+            models.CheckConstraint(
+                condition=~models.Q(status=DatasetStatus.COMPLETED) | ~models.Q(scanner=""),
+                name="dataset_completed_scanned",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 # How often a running stage refreshes its heartbeat.
 HEARTBEAT_EVERY_SECONDS = 5.0
 
+#: A clean verdict is recorded with the scanner's name (a finding ends the dataset
+#: ``rejected``). Until then a dataset may be queued or processing only for an ingest
+#: that runs while the scanner decides (scan.py), never for a plain ingest.
+VERDICT_PENDING = Q(scanner="")
+
 
 class LostOwnership(Exception):
     """The dataset was cancelled, deleted or taken over by another run."""
@@ -75,38 +80,45 @@ class Claim:
     def heartbeat(self) -> None:
         self.write(heartbeat_at=timezone.now())
 
-    def fail(self, error: dict[str, Any]) -> bool:
+    def fail(self, error: dict[str, Any], **fields: Any) -> bool:
         """End the run with the status ``failed`` and ``error``; False if it was not owned."""
-        return self.update(status=DatasetStatus.FAILED, error=error, finished_at=timezone.now())
+        return self.update(
+            status=DatasetStatus.FAILED, error=error, finished_at=timezone.now(), **fields
+        )
 
-    def release(self) -> None:
-        """Hand the dataset back to the waiting status, so a retry can claim it at once.
+    def release(self, to: DatasetStatus | None = None) -> None:
+        """Hand the dataset back to the waiting status (or ``to``: an ingest that ran
+        before the scan's verdict goes back to the scan), so a retry can claim it at once.
 
         The fresh heartbeat keeps the reaper off until a retry is due. If even this
         fails (the database is gone), the heartbeat goes stale and the reaper re-sends.
         """
         try:
             close_old_connections()  # drop a connection the error left broken
-            self.update(status=self.stage.waiting, heartbeat_at=timezone.now())
+            self.update(status=to or self.stage.waiting, heartbeat_at=timezone.now())
         except Exception:
             logger.warning(
                 "could not release the %s of %s", self.stage.name, self.dataset_id, exc_info=True
             )
 
 
-def claim(stage: Stage, *, dataset_id: uuid.UUID, **on_claim: Any) -> Claim | None:
+def claim(
+    stage: Stage, *, dataset_id: uuid.UUID, only: Q | None = None, **on_claim: Any
+) -> Claim | None:
     """Take the dataset for one run of ``stage``; None if it is not waiting or stalled.
 
     Claimable: datasets in the stage's waiting status, and those in its running
     status whose heartbeat is older than ``CSVAULT_STALL_SECONDS`` (their worker
-    died). ``on_claim`` holds extra fields set by the same UPDATE.
+    died); and, when given, matching ``only``. ``on_claim`` holds extra fields set
+    by the same UPDATE.
     """
     now = timezone.now()
     stale = now - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
+    where = Q(status=stage.waiting) | Q(status=stage.running, heartbeat_at__lt=stale)
     with transaction.atomic():
         claimed = dataset_update(
             dataset_id=dataset_id,
-            where=Q(status=stage.waiting) | Q(status=stage.running, heartbeat_at__lt=stale),
+            where=where & only if only is not None else where,
             status=stage.running,
             heartbeat_at=now,
             **{stage.attempts_field: F(stage.attempts_field) + 1},

@@ -23,10 +23,11 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.core.files import File
@@ -39,19 +40,10 @@ from csvault.core import metrics
 from csvault.core.storage import dataset_storage
 from csvault.crypto.rows import RowCipher
 from csvault.crypto.stream import StreamDecryptError, open_decrypted
-from csvault.csvio.detect import (
-    DELIMITER_NAMES,
-    SAMPLE_BYTES,
-    Detected,
-    consistent_delimiter,
-    decode_sample,
-    detect,
-)
 from csvault.csvio.errors import CsvDataError
 from csvault.csvio.fastcsv import FastBlocks, open_fast_blocks
 from csvault.csvio.limits import CsvLimits
 from csvault.csvio.reader import CsvStream, open_csv
-from csvault.csvio.sniff import bom_encoding
 from csvault.csvio.tail import Tail
 from csvault.csvio.transcode import Utf8Chunks
 from csvault.datasets.keys import HEADER_ROW, PROFILE_ROW, WARNINGS_ROW, dataset_data_key
@@ -59,14 +51,17 @@ from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.pipeline.claims import (
     HEARTBEAT_EVERY_SECONDS,
     INGEST,
+    VERDICT_PENDING,
     Claim,
     LostOwnership,
     attempts_exhausted,
     claim,
     file_corrupt_error,
 )
+from csvault.pipeline.fileformat import file_format, with_delimiter_hint
 from csvault.pipeline.profiling import BackgroundProfile
 from csvault.pipeline.rowstore import RowBatch, rows_batch, rows_delete, rows_write_batch
+from csvault.pipeline.verdict import CleanVerdict, Verdict
 from csvault.pipeline.writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
@@ -97,8 +92,29 @@ def dataset_ingest(*, dataset_id: uuid.UUID) -> IngestOutcome:
     worker died. A dataset past ``CSVAULT_MAX_ATTEMPTS`` runs is failed instead,
     so a file that kills its worker every time cannot loop forever.
     """
+    claimed = ingest_claim(dataset_id=dataset_id)
+    if claimed is None:
+        return IngestOutcome("skipped")
+    try:
+        return ingest_claimed(claimed)
+    except LostOwnership:
+        return IngestOutcome("stopped")
+    except Exception:
+        # Infrastructure trouble: hand the dataset back so a retry can claim it
+        # at once; if even that fails, the stale heartbeat lets the reaper do it.
+        claimed.release()
+        raise
+
+
+def ingest_claim(*, dataset_id: uuid.UUID, verdict_pending: bool = False) -> Claim | None:
+    """Claim the ingest of a dataset with a clean verdict or, with ``verdict_pending``,
+    of one whose scan is still deciding (scan.py); None if not claimable or failed
+    for too many attempts."""
     claimed = claim(
-        INGEST, dataset_id=dataset_id, started_at=Coalesce(F("started_at"), timezone.now())
+        INGEST,
+        dataset_id=dataset_id,
+        only=VERDICT_PENDING if verdict_pending else ~VERDICT_PENDING,
+        started_at=Coalesce(F("started_at"), timezone.now()),
     )
     if claimed is not None:
         exhausted = attempts_exhausted(
@@ -112,27 +128,29 @@ def dataset_ingest(*, dataset_id: uuid.UUID) -> IngestOutcome:
             claimed = None
     if claimed is None:
         logger.info("ingest of %s skipped: not claimable", dataset_id)
-        return IngestOutcome("skipped")
+    return claimed
+
+
+def ingest_claimed(claimed: Claim, verdict: Verdict | None = None) -> IngestOutcome:
+    """The claimed run: completed, or failed on the file's content. Raises
+    :class:`LostOwnership` when the dataset was taken away, and whatever ``verdict``
+    raises; other errors propagate for the caller to hand the dataset back."""
+    dataset_id = claimed.dataset_id
     dataset = Dataset.objects.get(id=dataset_id)
     started = time.monotonic()
     try:
         try:
-            rows = _ingest(dataset, claimed)
-        except CsvDataError as exc:
-            _fail(claimed, exc.as_dict())
-            return IngestOutcome(DatasetStatus.FAILED, 0)
-        except StreamDecryptError as exc:
-            _fail(claimed, file_corrupt_error(exc))
+            rows = _ingest(dataset, claimed, verdict)
+        except (CsvDataError, StreamDecryptError) as exc:
+            # A finding outranks what the content got wrong: the verdict decides first.
+            clean = verdict.wait(claimed.heartbeat) if verdict is not None else None
+            error = exc.as_dict() if isinstance(exc, CsvDataError) else file_corrupt_error(exc)
+            _fail(claimed, error, clean)
             return IngestOutcome(DatasetStatus.FAILED, 0)
     except LostOwnership:
         logger.info(
             "ingest of %s stopped: no longer owned by attempt %s", dataset_id, claimed.attempt
         )
-        return IngestOutcome("stopped")
-    except Exception:
-        # Infrastructure trouble: hand the dataset back so a retry can claim it
-        # at once; if even that fails, the stale heartbeat lets the reaper do it.
-        claimed.release()
         raise
     elapsed = time.monotonic() - started
     metrics.record_ingest(rows=rows, seconds=elapsed)
@@ -146,7 +164,7 @@ def dataset_ingest(*, dataset_id: uuid.UUID) -> IngestOutcome:
     return IngestOutcome(DatasetStatus.COMPLETED, rows)
 
 
-def _ingest(dataset: Dataset, claimed: Claim) -> int:
+def _ingest(dataset: Dataset, claimed: Claim, verdict: Verdict | None) -> int:
     """Read the whole file into stored blocks and complete the dataset; its row count."""
     data_key = dataset_data_key(dataset)
     storage = dataset_storage()
@@ -154,7 +172,7 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
     def plaintext(fh: File) -> Iterator[bytes]:
         return open_decrypted(data_key, dataset.id, fh)
 
-    found = _file_format(dataset, plaintext)
+    found = file_format(dataset, plaintext)
     with storage.open(dataset.storage_key, "rb") as fh, ExitStack() as files:
         reference_tail = Tail()
         try:
@@ -166,13 +184,16 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
                 encoding=found.encoding,
             )
         except CsvDataError as exc:
-            raise _with_hint(exc, dataset, found, plaintext) from None
+            raise with_delimiter_hint(exc, dataset, found, plaintext) from None
         cipher = RowCipher(data_key, dataset.id, claimed.attempt)
-        claimed.write(
-            columns_ciphertext=cipher.encrypt(HEADER_ROW, stream.columns),
-            column_count=len(stream.columns),
-            heartbeat_at=timezone.now(),
-        )
+        header = {
+            "columns_ciphertext": cipher.encrypt(HEADER_ROW, stream.columns),
+            "column_count": len(stream.columns),
+        }
+        if verdict is None:
+            claimed.write(**header, heartbeat_at=timezone.now())
+            header = {}
+        # else nothing of the file shows before its clean verdict: the header comes with it
         fast = None
         fast_raw = Tail()  # the raw bytes the fast path pulled: how many, and the last ones
         if settings.CSVAULT_FAST_CSV and not stream.dropped_columns:
@@ -194,7 +215,7 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
         # as likely a thousands separator).
         profiler = BackgroundProfile(len(stream.columns), decimal_comma=found.delimiter == ";")
         with _gc_paused(), profiler, BackgroundWriter() as writer:
-            run = IngestRun(dataset, claimed, cipher, writer, profiler)
+            run = IngestRun(dataset, claimed, cipher, writer, profiler, verdict, header)
             try:
                 if fast is not None:
                     run.fast_phase(fast, fast_raw)
@@ -204,7 +225,7 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
                     run.reference_phase(stream)
                     consumed, tail = stream.bytes_consumed, reference_tail
             except CsvDataError as exc:
-                raise _with_hint(exc, dataset, found, plaintext) from None
+                raise with_delimiter_hint(exc, dataset, found, plaintext) from None
             warnings = [*stream.warnings, *tail.blank_line_warning(found.encoding)]
             run.finish(
                 consumed,
@@ -212,59 +233,6 @@ def _ingest(dataset: Dataset, claimed: Claim) -> int:
                 profile=cipher.encrypt(PROFILE_ROW, [json.dumps(profiler.result(stream.columns))]),
             )
     return run.row_number
-
-
-def _file_format(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]]) -> Detected:
-    """The encoding and delimiter the scan recorded. A dataset scanned before the scan
-    recorded them is read as it was scanned: UTF-8, or UTF-16 after a byte order mark
-    (the only encodings its scan saw as text)."""
-    if dataset.encoding and dataset.delimiter:
-        return Detected(
-            dataset.encoding,
-            dataset.encoding_detected,
-            dataset.delimiter,
-            dataset.delimiter_detected,
-        )
-    head, final = _head(dataset, plaintext)
-    bom = bom_encoding(head)
-    encoding = dataset.encoding or (
-        bom[0] if bom is not None and bom[0] in ("utf-8", "utf-16-le", "utf-16-be") else "utf-8"
-    )
-    return detect(head, final=final, encoding=encoding, delimiter=dataset.delimiter)
-
-
-def _head(dataset: Dataset, plaintext: Callable[[File], Iterator[bytes]]) -> tuple[bytes, bool]:
-    """The first SAMPLE_BYTES of the file, and whether that is all of it."""
-    head = bytearray()
-    with dataset_storage().open(dataset.storage_key, "rb") as fh:
-        for chunk in plaintext(fh):
-            head += chunk
-            if len(head) > SAMPLE_BYTES:
-                return bytes(head[:SAMPLE_BYTES]), False
-    return bytes(head), True
-
-
-def _with_hint(
-    exc: CsvDataError,
-    dataset: Dataset,
-    found: Detected,
-    plaintext: Callable[[File], Iterator[bytes]],
-) -> CsvDataError:
-    """A ragged row in a file that another delimiter reads consistently: say so."""
-    if exc.code != "ragged_row":
-        return exc
-    head, final = _head(dataset, plaintext)
-    other = consistent_delimiter(
-        decode_sample(head, found.encoding), final=final, used=found.delimiter
-    )
-    if other is None:
-        return exc
-    name = DELIMITER_NAMES[other]
-    value = "tab" if other == "\t" else other
-    exc.message += (
-        f" The file looks {name}-separated ({other!r}); upload it again with delimiter={value}."
-    )
-    return exc
 
 
 @contextmanager
@@ -296,6 +264,8 @@ class IngestRun:
         cipher: RowCipher,
         writer: BackgroundWriter,
         profiler: BackgroundProfile,
+        verdict: Verdict | None = None,
+        with_verdict: dict[str, Any] | None = None,
     ) -> None:
         self.dataset_id = dataset.id
         # Every row of the file goes through the profile once per run, those skipped
@@ -309,6 +279,9 @@ class IngestRun:
         self.row_number = 0  # rows of the file read so far (stored or skipped)
         self.batch: RowBatch | None = None
         self._last_beat = time.monotonic()
+        # A verdict still to come, and the fields written only with it.
+        self.verdict = verdict
+        self.with_verdict = with_verdict or {}
 
     def room(self) -> int:
         """Rows the current batch can still take."""
@@ -369,7 +342,12 @@ class IngestRun:
 
     def submit(self, bytes_consumed: int, **final: bytes) -> None:
         """Hand the current batch (and the checkpoint) to the writer thread; with
-        ``final`` fields (see :meth:`finish`), the last one, which completes the dataset."""
+        ``final`` fields (see :meth:`finish`), the last one, which completes the dataset.
+
+        A scan verdict still to come is looked at (waited for, before the last batch):
+        the batch after it came records it, and a finding stops the run here.
+        """
+        clean = self._clean_verdict(wait=bool(final))
         self.writer.submit(
             partial(
                 _commit_batch,
@@ -378,9 +356,22 @@ class IngestRun:
                 self.row_number,
                 bytes_consumed,
                 final=final or None,
+                clean=clean,
             )
         )
         self.batch = None
+
+    def _clean_verdict(self, *, wait: bool) -> CleanVerdict | None:
+        if self.verdict is None:
+            return None
+        if wait:
+            clean = self.verdict.wait(lambda: self.writer.submit(self.claimed.heartbeat))
+        elif (polled := self.verdict.poll()) is not None:
+            clean = polled
+        else:
+            return None
+        self.verdict = None
+        return CleanVerdict({**clean.fields, **self.with_verdict}, clean.record)
 
     def finish(self, bytes_consumed: int, *, warnings: bytes, profile: bytes) -> None:
         """Submit the last batch with the encrypted warnings and profile: completed."""
@@ -410,9 +401,10 @@ def _commit_batch(
     bytes_consumed: int,
     *,
     final: dict[str, bytes] | None = None,
+    clean: CleanVerdict | None = None,
 ) -> None:
     """Write a batch and move the checkpoint in one transaction; the last one (with its
-    ``final`` fields) completes the dataset."""
+    ``final`` fields) completes the dataset. A ``clean`` verdict is recorded with it."""
     now = timezone.now()
     fields: dict[str, object] = {
         "heartbeat_at": now,
@@ -429,17 +421,23 @@ def _commit_batch(
             bytes_processed=F("size"),
             finished_at=now,
         )
+    if clean is not None:
+        fields.update(clean.fields)
     with transaction.atomic():
         # The UPDATE comes first: it checks ownership and locks the dataset
         # row, so a concurrent cancel or delete waits for this batch.
         claimed.write(**fields)
+        if clean is not None:
+            clean.record()
         if rows is not None:
             rows_write_batch(rows)
 
 
-def _fail(claimed: Claim, error: dict[str, object]) -> None:
+def _fail(claimed: Claim, error: dict[str, object], clean: CleanVerdict | None = None) -> None:
     """Fail the dataset and drop any rows it got: a failed dataset shows nothing."""
     with transaction.atomic():
-        if claimed.fail(error):
+        if claimed.fail(error, **(clean.fields if clean else {})):
+            if clean is not None:
+                clean.record()
             rows_delete(dataset_id=claimed.dataset_id)
     logger.info("ingest of %s failed: %s", claimed.dataset_id, error.get("code"))

@@ -28,6 +28,7 @@ from csvault.core import metrics
 from csvault.core.storage import dataset_storage
 from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.datasets.update import dataset_update
+from csvault.pipeline.claims import VERDICT_PENDING
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +102,23 @@ def uploads_expire(*, purge: Task) -> int:
     return count
 
 
+def _back_to_scan(dataset_id: uuid.UUID) -> bool:
+    """Send a stalled ingest that has no verdict yet back to ``pending``; True if it was."""
+    stale = timezone.now() - timedelta(seconds=settings.CSVAULT_STALL_SECONDS)
+    return dataset_update(
+        dataset_id=dataset_id,
+        where=Q(status__in=INGEST_STATUSES, heartbeat_at__lt=stale) & VERDICT_PENDING,
+        status=DatasetStatus.PENDING,
+        heartbeat_at=timezone.now(),
+    )
+
+
 def datasets_reap(*, tasks: Mapping[str, Task]) -> int:
     """Send the task of every stalled dataset again; returns how many were sent.
 
     ``tasks`` maps ``"scan"``, ``"ingest"`` and ``"purge"`` to the Celery task that
-    does that work for a dataset id.
+    does that work for a dataset id. An ingest that stalled before its scan's verdict
+    goes back to ``pending``: the scan runs again, then the ingest resumes.
     """
     sent = 0
     for dataset_id, status in stalled_datasets():
@@ -116,7 +129,7 @@ def datasets_reap(*, tasks: Mapping[str, Task]) -> int:
             continue
         if status == "deleted":
             stage = "purge"
-        elif status in SCAN_STATUSES:
+        elif status in SCAN_STATUSES or _back_to_scan(dataset_id):
             stage = "scan"
         else:
             stage = "ingest"

@@ -8,7 +8,18 @@ the encoding hides it in.
 ``pending -> scanning -> queued`` on a clean verdict (``on_clean``, the task
 shell's hand-off to the ingest, runs in the same transaction: queued after
 commit); ``rejected`` on a finding (the stored file is destroyed and the
-signature name kept in the error). Only a definite clean verdict lets a file go
+signature name kept in the error).
+
+With ``then_ingest`` the ingest does not wait for the verdict: clamd scans what
+it received after the end of the stream, in its own process, and meanwhile this
+process runs the ingest (``scanning -> queued -> processing`` with no scanner
+recorded). Nothing of the file can be read before the verdict: rows are readable
+only once ``completed``, the header is written with the verdict, and the last
+batch waits for it (a database constraint: no ``completed`` without a scanner).
+A finding stops the ingest and rejects the dataset with its rows deleted; no
+verdict sends the dataset back to ``pending`` with its checkpoint (the rows stay
+unreadable), and the next scan resumes the ingest. A stalled run of this kind
+goes back to the scan too (reaper.py). Only a definite clean verdict lets a file go
 on: when the scanner is unavailable the dataset goes back to ``pending`` and the
 task retries with backoff; after ``CSVAULT_SCAN_MAX_ATTEMPTS`` scans it fails
 with ``scanner_unavailable``. A file is never ingested unscanned.
@@ -22,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -46,7 +58,11 @@ from csvault.pipeline.claims import (
     claim,
     file_corrupt_error,
 )
+from csvault.pipeline.ingest import ingest_claim, ingest_claimed
+from csvault.pipeline.rowstore import rows_delete
+from csvault.pipeline.verdict import CleanVerdict
 from csvault.scanning import ScannerUnavailable, ScanResult, get_scanner
+from csvault.scanning.base import PendingScan, Scanner, Settled
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +82,19 @@ class ScanOutcome:
 
 
 def dataset_scan(
-    *, dataset_id: uuid.UUID, on_clean: Callable[[uuid.UUID], None] | None
+    *,
+    dataset_id: uuid.UUID,
+    on_clean: Callable[[uuid.UUID], None] | None,
+    then_ingest: bool = False,
 ) -> ScanOutcome:
     """Scan one dataset's file; safe to call more than once (a second call does nothing).
 
     ``on_clean(dataset_id)`` runs inside the transaction that records a clean
     verdict: the task shell queues the ingest there, on commit. Callers that run
-    the ingest themselves (tests, the hot-path bench) pass None explicitly. Raises
-    :class:`ScanRetry` when the scanner gave no verdict and attempts remain.
+    the ingest themselves (tests, the hot-path bench) pass None explicitly. With
+    ``then_ingest``, the ingest runs here while the scanner decides (the module's
+    docstring) and ``on_clean`` is not called. Raises :class:`ScanRetry` when the
+    scanner gave no verdict and attempts remain.
     """
     claimed = claim(SCAN, dataset_id=dataset_id)
     if claimed is None:
@@ -95,19 +116,14 @@ def dataset_scan(
     sha256 = hashlib.sha256() if not dataset.sha256 else None
     probe = Probe(encoding=dataset.encoding, delimiter=dataset.delimiter)
     try:
-        with dataset_storage().open(dataset.storage_key, "rb") as fh:
-            plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
-            result = scanner.scan(probe.watch(_heartbeat(plaintext, claimed, sha256)))
-        found = probe.result()
-        if result.clean and found.encoding != "utf-8":
-            # The scanner must see what the ingest will read: the text as UTF-8 too
-            # (signatures in UTF-16 text hide between NULs in the raw bytes).
-            with dataset_storage().open(dataset.storage_key, "rb") as fh:
-                plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
-                text = Utf8Chunks(plaintext, found.encoding, errors="replace")
-                result = scanner.scan(_heartbeat(text, claimed))
+        pending, found = _scan_passes(dataset, scanner, claimed, probe, sha256)
+        # A verdict already known (the built-in matcher, a finding in a first pass)
+        # takes the plain way.
+        meanwhile = then_ingest and not pending.ready(0)
+        if not meanwhile:
+            result = pending.result()
     except ScannerUnavailable as exc:
-        return _unavailable(claimed, str(exc), owner_id=dataset.owner_id)
+        return _unavailable(claimed, str(exc), owner_id=dataset.owner_id, scan=claimed)
     except StreamDecryptError as exc:
         _fail(claimed, file_corrupt_error(exc))
         return ScanOutcome(DatasetStatus.FAILED)
@@ -116,12 +132,129 @@ def dataset_scan(
     except Exception:
         claimed.release()
         raise
+    if meanwhile:
+        digest = {"sha256": sha256.hexdigest()} if sha256 is not None else {}
+        return _ingest_meanwhile(dataset, claimed, scanner.name, pending, found, started, digest)
     elapsed = time.monotonic() - started
     if result.clean:
         if sha256 is not None:
             claimed.update(sha256=sha256.hexdigest())
         return _clean(dataset, claimed, scanner.name, elapsed, on_clean, found)
     return _reject(dataset, claimed, scanner.name, result)
+
+
+def _scan_passes(
+    dataset: Dataset, scanner: Scanner, claimed: Claim, probe: Probe, sha256: Any
+) -> tuple[PendingScan, Detected]:
+    """Stream the file to the scanner, and the format the probe saw on the way; the
+    verdict of the last pass may still be coming."""
+    with dataset_storage().open(dataset.storage_key, "rb") as fh:
+        plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
+        pending = scanner.start(probe.watch(_heartbeat(plaintext, claimed, sha256)))
+    found = probe.result()
+    if found.encoding == "utf-8":
+        return pending, found
+    result = pending.result()
+    if not result.clean:
+        return Settled(result), found
+    # The scanner must see what the ingest will read: the text as UTF-8 too
+    # (signatures in UTF-16 text hide between NULs in the raw bytes).
+    with dataset_storage().open(dataset.storage_key, "rb") as fh:
+        plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
+        text = Utf8Chunks(plaintext, found.encoding, errors="replace")
+        return scanner.start(_heartbeat(text, claimed)), found
+
+
+def _ingest_meanwhile(
+    dataset: Dataset,
+    scanned: Claim,
+    scanner_name: str,
+    pending: PendingScan,
+    found: Detected,
+    started: float,
+    digest: dict[str, str],
+) -> ScanOutcome:
+    """Run the ingest while the scanner decides; the verdict settles it (module docstring)."""
+    try:
+        if not scanned.update(
+            status=DatasetStatus.QUEUED, heartbeat_at=timezone.now(), **_format(found), **digest
+        ):
+            return ScanOutcome("stopped")
+        claimed = ingest_claim(dataset_id=dataset.id, verdict_pending=True)
+        if claimed is None:
+            return ScanOutcome("stopped")
+        try:
+            outcome = ingest_claimed(claimed, _Verdict(pending, dataset, scanner_name, started))
+        except _NotClean as exc:
+            return _reject(dataset, claimed, scanner_name, exc.result)
+        except ScannerUnavailable as exc:
+            return _unavailable(claimed, str(exc), owner_id=dataset.owner_id, scan=scanned)
+        except LostOwnership:
+            return ScanOutcome("stopped")
+        except Exception:
+            claimed.release(to=DatasetStatus.PENDING)  # scanned again, then resumed
+            raise
+        return ScanOutcome(outcome.status)
+    finally:
+        pending.close()
+
+
+class _NotClean(Exception):
+    def __init__(self, result: ScanResult) -> None:
+        super().__init__(result.signature)
+        self.result = result
+
+
+class _Verdict:
+    """A scan in flight as the ingest sees it (ingest.Verdict): the clean verdict once,
+    with its log line, metric and audit event; :class:`_NotClean` for a finding and
+    ScannerUnavailable for no verdict."""
+
+    def __init__(
+        self, pending: PendingScan, dataset: Dataset, scanner_name: str, started: float
+    ) -> None:
+        self._pending = pending
+        self._dataset = dataset
+        self._scanner = scanner_name
+        self._started = started
+        self._given = False
+
+    def poll(self) -> CleanVerdict | None:
+        return self._settle() if self._pending.ready(0) else None
+
+    def wait(self, heartbeat: Callable[[], None]) -> CleanVerdict:
+        while not self._pending.ready(HEARTBEAT_EVERY_SECONDS):
+            heartbeat()
+        return self._settle()
+
+    def _settle(self) -> CleanVerdict:
+        result = self._pending.result()
+        if not result.clean:
+            raise _NotClean(result)
+        if self._given:
+            return CleanVerdict({}, lambda: None)
+        self._given = True
+        dataset, scanner_name = self._dataset, self._scanner
+        metrics.record_scan("clean", scanner_name)
+        elapsed = time.monotonic() - self._started
+        logger.info("scan of %s clean (%s, %.2f s)", dataset.id, scanner_name, elapsed)
+        record = partial(
+            audit_record,
+            AuditAction.SCAN_CLEAN,
+            user_id=dataset.owner_id,
+            dataset_id=dataset.id,
+            scanner=scanner_name,
+        )
+        return CleanVerdict({"scanner": scanner_name}, record)
+
+
+def _format(found: Detected) -> dict[str, Any]:
+    return {
+        "encoding": found.encoding,
+        "encoding_detected": found.encoding_detected,
+        "delimiter": found.delimiter,
+        "delimiter_detected": found.delimiter_detected,
+    }
 
 
 def _heartbeat(chunks: Iterable[bytes], claimed: Claim, sha256: Any = None) -> Iterator[bytes]:
@@ -148,10 +281,7 @@ def _clean(
             status=DatasetStatus.QUEUED,
             scanner=scanner_name,
             heartbeat_at=timezone.now(),
-            encoding=found.encoding,
-            encoding_detected=found.encoding_detected,
-            delimiter=found.delimiter,
-            delimiter_detected=found.delimiter_detected,
+            **_format(found),
         ):
             return ScanOutcome("stopped")
         if on_clean is not None:
@@ -191,6 +321,7 @@ def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanRes
             finished_at=timezone.now(),
         ):
             return ScanOutcome("stopped")
+        rows_delete(dataset_id=dataset.id)  # those of an ingest that ran before the verdict
         storage_key = dataset.storage_key
         # Robust: a store outage leaves the ciphertext until the dataset is deleted.
         transaction.on_commit(lambda: dataset_storage().delete(storage_key), robust=True)
@@ -206,16 +337,18 @@ def _reject(dataset: Dataset, claimed: Claim, scanner_name: str, result: ScanRes
     return ScanOutcome(DatasetStatus.REJECTED, signature)
 
 
-def _unavailable(claimed: Claim, reason: str, *, owner_id: int) -> ScanOutcome:
+def _unavailable(claimed: Claim, reason: str, *, owner_id: int, scan: Claim) -> ScanOutcome:
+    """No verdict in scan attempt ``scan.attempt`` (``claimed`` is the run that owns the
+    dataset now: the scan, or the ingest that ran meanwhile)."""
     metrics.record_scan("unavailable", get_scanner().name)
-    if claimed.attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
+    if scan.attempt >= settings.CSVAULT_SCAN_MAX_ATTEMPTS:
         # The reason (it names the scanner's address) goes to the log, not to the user.
         logger.warning("scan of %s: scanner unavailable, giving up: %s", claimed.dataset_id, reason)
         _fail(
             claimed,
             {
                 "code": "scanner_unavailable",
-                "message": f"The malware scanner was unavailable for {claimed.attempt} attempts; "
+                "message": f"The malware scanner was unavailable for {scan.attempt} attempts; "
                 "the file was not ingested. Upload it again later.",
             },
         )
@@ -229,15 +362,17 @@ def _unavailable(claimed: Claim, reason: str, *, owner_id: int) -> ScanOutcome:
     logger.warning(
         "scan of %s: scanner unavailable (attempt %d): %s",
         claimed.dataset_id,
-        claimed.attempt,
+        scan.attempt,
         reason,
     )
-    claimed.release()
+    claimed.release(to=DatasetStatus.PENDING)  # rows an ingest left stay, unreadable
     raise ScanRetry(reason)
 
 
 def _fail(claimed: Claim, error: dict[str, object]) -> None:
-    claimed.fail(error)
+    with transaction.atomic():
+        if claimed.fail(error):
+            rows_delete(dataset_id=claimed.dataset_id)
     logger.warning("scan of %s failed: %s", claimed.dataset_id, error["code"])
 
 

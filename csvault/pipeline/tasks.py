@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from csvault.pipeline.ingest import dataset_ingest
@@ -29,10 +30,24 @@ def _queue_ingest(dataset_id: uuid.UUID) -> None:
     ingest_dataset.delay_on_commit(str(dataset_id))
 
 
+def _ingests_here(task: Task) -> bool:
+    """Whether this worker consumes the ingest queue too: then its scans run the ingest
+    while clamd decides (``CSVAULT_INGEST_DURING_SCAN``; scan.py) instead of queueing it.
+    A worker that takes scans only leaves ingests to the workers that take them."""
+    if not settings.CSVAULT_INGEST_DURING_SCAN:
+        return False
+    route = task.app.amqp.router.route({}, ingest_dataset.name)
+    return route["queue"].name in task.app.amqp.queues.consume_from
+
+
 @shared_task(bind=True, name="csvault.scan_dataset", retry_jitter=True, **_RETRY_INFRA)
 def scan_dataset(self: Task, dataset_id: str) -> str:
     try:
-        return dataset_scan(dataset_id=uuid.UUID(dataset_id), on_clean=_queue_ingest).status
+        return dataset_scan(
+            dataset_id=uuid.UUID(dataset_id),
+            on_clean=_queue_ingest,
+            then_ingest=_ingests_here(self),
+        ).status
     except ScanRetry as exc:
         # The attempt counter on the dataset bounds the retries, not Celery's.
         delay = scan_retry_delay(self.request.retries)

@@ -14,9 +14,11 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "LIMITS_SIGNATURE_PREFIX",
     "SIZE_LIMIT_SIGNATURE",
+    "PendingScan",
     "ScanResult",
     "Scanner",
     "ScannerUnavailable",
+    "Settled",
 ]
 
 #: The finding reported when a file is larger than the scanner agrees to read (clamd's
@@ -73,6 +75,39 @@ class ScannerUnavailable(Exception):
 
 
 @runtime_checkable
+class PendingScan(Protocol):
+    """A stream the scanner has read in full and is still deciding on."""
+
+    def ready(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds; True once :meth:`result` would not block."""
+        ...
+
+    def result(self) -> ScanResult:
+        """The verdict (waiting for it); raises :class:`ScannerUnavailable` without one."""
+        ...
+
+    def close(self) -> None:
+        """Drop the scan (a verdict not read yet is lost); safe to call more than once."""
+        ...
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A :class:`PendingScan` whose verdict is already known."""
+
+    verdict: ScanResult
+
+    def ready(self, timeout: float) -> bool:
+        return True
+
+    def result(self) -> ScanResult:
+        return self.verdict
+
+    def close(self) -> None:
+        pass
+
+
+@runtime_checkable
 class Scanner(Protocol):
     """A malware scanner that reads a file as a stream of byte chunks of any size."""
 
@@ -86,6 +121,13 @@ class Scanner(Protocol):
 
         Raises :class:`ScannerUnavailable` when no definite verdict can be had. Exceptions
         raised by ``chunks`` itself propagate unchanged.
+        """
+        ...
+
+    def start(self, chunks: Iterable[bytes]) -> PendingScan:
+        """Read ``chunks`` as :meth:`scan` does and return without waiting for the verdict
+        when the scanner decides elsewhere (clamd scans after the end of the stream), so
+        the caller can work meanwhile. The caller closes what it gets.
         """
         ...
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from csvault.scanning.base import ScanResult
+from csvault.scanning.base import ScanResult, Settled
 from csvault.scanning.chunks import rechunk
 
 __all__ = ["BLOCK_SIZE", "DESCRIPTION", "SignatureScanner"]
@@ -117,6 +117,10 @@ class SignatureScanner:
 
     def ping(self) -> None:
         """Always ready: the signatures were loaded (or rejected) at construction."""
+
+    def start(self, chunks: Iterable[bytes]) -> Settled:
+        """The verdict is known once the stream is read: this matcher runs in-process."""
+        return Settled(self.scan(chunks))
 
     def scan(self, chunks: Iterable[bytes]) -> ScanResult:
         """Match the stream against the loaded signatures; the first match wins."""

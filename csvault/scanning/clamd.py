@@ -20,6 +20,7 @@ import re
 import select
 import socket
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -27,7 +28,14 @@ from urllib.parse import unquote, urlsplit
 from csvault.scanning.base import SIZE_LIMIT_SIGNATURE, ScannerUnavailable, ScanResult
 from csvault.scanning.chunks import rechunk
 
-__all__ = ["CONNECT_TIMEOUT", "DEFAULT_PORT", "INSTREAM_CHUNK", "ClamdAddress", "ClamdScanner"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "DEFAULT_PORT",
+    "INSTREAM_CHUNK",
+    "ClamdAddress",
+    "ClamdScanner",
+    "ClamdVerdict",
+]
 
 DEFAULT_PORT = 3310
 CONNECT_TIMEOUT = 5.0
@@ -127,11 +135,20 @@ class ClamdScanner:
         raised while reading ``chunks`` propagate unchanged; socket and protocol trouble
         raise ScannerUnavailable.
         """
+        pending = self.start(chunks)
+        try:
+            return pending.result()
+        finally:
+            pending.close()
+
+    def start(self, chunks: Iterable[bytes]) -> ClamdVerdict:
+        """Stream ``chunks`` to clamd, as :meth:`scan` does, and return before the verdict:
+        clamd scans what it received after the end of the stream, in its own process."""
         try:
             sock = self._connect()
         except OSError as exc:
             raise ScannerUnavailable(f"{self.address}: cannot connect: {_describe(exc)}") from exc
-        with sock:
+        try:
             # clamd answers before the terminator only to refuse the stream; poll() (not
             # select(), which fails on descriptors past 1024) notices that without blocking.
             poller = select.poll()
@@ -151,32 +168,12 @@ class ClamdScanner:
                 send_error = _send(sock, struct.pack(">I", len(piece)) + piece)
             if isinstance(send_error, TimeoutError):
                 raise ScannerUnavailable(f"{self.address}: scan failed: timed out")
-            # After a failed send, clamd's answer may still be waiting to be read (it
-            # closes a refused stream), and that answer decides what happened.
-            return self._verdict(sock, complete=complete, send_error=send_error)
-
-    def _verdict(
-        self, sock: socket.socket, *, complete: bool, send_error: OSError | None
-    ) -> ScanResult:
-        try:
-            reply = _read_reply(sock)
-        except (OSError, _BadReply) as exc:
-            cause = send_error or exc
-            raise ScannerUnavailable(f"{self.address}: scan failed: {_describe(cause)}") from cause
-        if reply == "stream: OK":
-            if complete:
-                return ScanResult.ok()
-            # "clean" before clamd saw the whole file would be a lie: no verdict.
-            raise ScannerUnavailable(f"{self.address}: answered OK before the end of the stream")
-        match = _FOUND.fullmatch(reply)
-        if match:
-            return ScanResult.found(match["name"])
-        if reply.endswith("ERROR"):
-            if _SIZE_LIMIT in reply:
-                return ScanResult.found(SIZE_LIMIT_SIGNATURE)
-            raise ScannerUnavailable(f"{self.address}: clamd error: {_printable(reply)}")
-        # Never quote an unknown reply: a peer that is not clamd may echo file content.
-        raise ScannerUnavailable(f"{self.address}: unexpected reply ({len(reply)} characters)")
+        except BaseException:
+            sock.close()
+            raise
+        # After a failed send, clamd's answer may still be waiting to be read (it
+        # closes a refused stream), and that answer decides what happened.
+        return ClamdVerdict(self, sock, poller, complete=complete, send_error=send_error)
 
     def _connect(self) -> socket.socket:
         address = self.address
@@ -194,6 +191,76 @@ class ClamdScanner:
             sock = socket.create_connection((address.host, address.port), CONNECT_TIMEOUT)
         sock.settimeout(self.timeout)
         return sock
+
+
+class ClamdVerdict:
+    """clamd's verdict on a stream it has read (:meth:`ClamdScanner.start`).
+
+    The wait for it is bounded by the scanner's ``timeout``, counted from the end of the
+    stream.
+    """
+
+    def __init__(
+        self,
+        scanner: ClamdScanner,
+        sock: socket.socket,
+        poller: select.poll,
+        *,
+        complete: bool,
+        send_error: OSError | None,
+    ) -> None:
+        self._address = scanner.address
+        self._sock = sock
+        self._poller = poller
+        self._complete = complete
+        self._send_error = send_error
+        self._deadline = time.monotonic() + scanner.timeout
+        self._verdict: ScanResult | ScannerUnavailable | None = None
+
+    def ready(self, timeout: float) -> bool:
+        if self._verdict is not None or self._send_error is not None:
+            return True
+        wait = min(timeout, self._deadline - time.monotonic())
+        # Past the deadline, result() finds out at once that nothing came.
+        return wait <= 0 or bool(self._poller.poll(int(wait * 1000)))
+
+    def result(self) -> ScanResult:
+        if self._verdict is None:
+            try:
+                self._verdict = self._read()
+            except ScannerUnavailable as exc:
+                self._verdict = exc
+            finally:
+                self.close()
+        if isinstance(self._verdict, ScannerUnavailable):
+            raise self._verdict
+        return self._verdict
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _read(self) -> ScanResult:
+        address = self._address
+        try:
+            self._sock.settimeout(max(0.001, self._deadline - time.monotonic()))
+            reply = _read_reply(self._sock)
+        except (OSError, _BadReply) as exc:
+            cause = self._send_error or exc
+            raise ScannerUnavailable(f"{address}: scan failed: {_describe(cause)}") from cause
+        if reply == "stream: OK":
+            if self._complete:
+                return ScanResult.ok()
+            # "clean" before clamd saw the whole file would be a lie: no verdict.
+            raise ScannerUnavailable(f"{address}: answered OK before the end of the stream")
+        match = _FOUND.fullmatch(reply)
+        if match:
+            return ScanResult.found(match["name"])
+        if reply.endswith("ERROR"):
+            if _SIZE_LIMIT in reply:
+                return ScanResult.found(SIZE_LIMIT_SIGNATURE)
+            raise ScannerUnavailable(f"{address}: clamd error: {_printable(reply)}")
+        # Never quote an unknown reply: a peer that is not clamd may echo file content.
+        raise ScannerUnavailable(f"{address}: unexpected reply ({len(reply)} characters)")
 
 
 class _BadReply(Exception):
