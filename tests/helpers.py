@@ -3,6 +3,7 @@ classes here (test modules import these; nothing imports a conftest)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -502,3 +505,72 @@ def _answers(requests: Any, url: str) -> bool:
         return bool(requests.get(url, timeout=2).status_code == 200)
     except (requests.ConnectionError, requests.Timeout):
         return False
+
+
+class VerdictHold:
+    """A TCP proxy in front of a real clamd that holds clamd's answers until released.
+
+    Streams go through as they come; each answer waits for :meth:`release`, then goes to
+    the client, or, for those held at ``release(drop=True)``, the connection is closed
+    without it (a clamd that died before answering). ``held`` counts the answers waiting.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self._upstream: tuple[int, Any] = (
+            (socket.AF_UNIX, parts.path)
+            if parts.scheme == "unix"
+            else (socket.AF_INET, (parts.hostname, parts.port or 3310))
+        )
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._released = threading.Event()
+        self._dropping = 0
+        self._lock = threading.Lock()
+        self.held = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self, *, drop: bool = False) -> None:
+        with self._lock:
+            self._dropping = self.held if drop else 0
+        self._released.set()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        family, address = self._upstream
+        with client, socket.socket(family, socket.SOCK_STREAM) as up:
+            up.connect(address)
+            threading.Thread(target=_pump, args=(client, up), daemon=True).start()
+            answer = bytearray()
+            while b"\0" not in answer and (data := up.recv(4096)):
+                answer += data
+            with self._lock:
+                self.held += 1
+            self._released.wait()
+            with self._lock:
+                self.held -= 1
+                drop, self._dropping = self._dropping > 0, max(0, self._dropping - 1)
+            if not drop:
+                client.sendall(answer)
+            # Closing alone sends nothing while the pump still reads from the socket.
+            with contextlib.suppress(OSError):  # the client may be gone already
+                client.shutdown(socket.SHUT_RDWR)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

@@ -18,8 +18,9 @@ only once ``completed``, the header is written with the verdict, and the last
 batch waits for it (a database constraint: no ``completed`` without a scanner).
 A finding stops the ingest and rejects the dataset with its rows deleted; no
 verdict sends the dataset back to ``pending`` with its checkpoint (the rows stay
-unreadable), and the next scan resumes the ingest. A stalled run of this kind
-goes back to the scan too (reaper.py). Only a definite clean verdict lets a file go
+unreadable), and so does the reaper for a stalled run of this kind. Only a first
+scan runs the ingest meanwhile: the next one waits for its verdict and queues the
+ingest, which resumes from the checkpoint. Only a definite clean verdict lets a file go
 on: when the scanner is unavailable the dataset goes back to ``pending`` and the
 task retries with backoff; after ``CSVAULT_SCAN_MAX_ATTEMPTS`` scans it fails
 with ``scanner_unavailable``. A file is never ingested unscanned.
@@ -117,9 +118,10 @@ def dataset_scan(
     probe = Probe(encoding=dataset.encoding, delimiter=dataset.delimiter)
     try:
         pending, found = _scan_passes(dataset, scanner, claimed, probe, sha256)
-        # A verdict already known (the built-in matcher, a finding in a first pass)
-        # takes the plain way.
-        meanwhile = then_ingest and not pending.ready(0)
+        # A verdict already known (the built-in matcher, a finding in a first pass) takes
+        # the plain way, and so does a scan tried again: each ingest run counts as an
+        # attempt, and the scanner's or the worker's trouble must not use them up.
+        meanwhile = then_ingest and claimed.attempt == 1 and not pending.ready(0)
         if not meanwhile:
             result = pending.result()
     except ScannerUnavailable as exc:

@@ -220,9 +220,10 @@ class ClamdVerdict:
     def ready(self, timeout: float) -> bool:
         if self._verdict is not None or self._send_error is not None:
             return True
-        wait = min(timeout, self._deadline - time.monotonic())
-        # Past the deadline, result() finds out at once that nothing came.
-        return wait <= 0 or bool(self._poller.poll(int(wait * 1000)))
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            return True  # result() finds out at once that nothing came
+        return bool(self._poller.poll(int(min(timeout, remaining) * 1000)))
 
     def result(self) -> ScanResult:
         if self._verdict is None:
