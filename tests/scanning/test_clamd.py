@@ -19,7 +19,7 @@ import pytest
 
 from csvault.scanning.base import SIZE_LIMIT_SIGNATURE, ScannerUnavailable
 from csvault.scanning.clamd import INSTREAM_CHUNK, ClamdAddress, ClamdScanner
-from tests.helpers import Clamd, free_port
+from tests.helpers import Clamd, VerdictHold, free_port, wait_until
 from tests.scanning.samples import chunked, clean_csv, csv_with_cell, eicar
 
 # --- against a real clamd ----------------------------------------------------------------
@@ -347,3 +347,38 @@ def test_it_refuses_malformed_clamd_urls(url: str) -> None:
 def test_it_refuses_a_non_positive_timeout() -> None:
     with pytest.raises(ValueError, match="timeout"):
         ClamdScanner("tcp://127.0.0.1:3310", timeout=0)
+
+
+# --- the verdict after the stream (start) --------------------------------------------------
+
+
+def test_start_returns_before_the_verdict_and_result_waits_for_it(clamd: Clamd) -> None:
+    hold = VerdictHold(clamd.url)
+    try:
+        pending = ClamdScanner(hold.url).start(chunked(csv_with_cell(eicar(), start=5000), 4096))
+        wait_until(lambda: hold.held == 1, what="clamd's answer held")
+        assert pending.ready(0) is False
+        assert pending.ready(0.2) is False
+        hold.release()
+        assert pending.ready(5) is True
+        assert pending.result().clean is False
+        assert pending.result().clean is False  # the same verdict, read once
+        pending.close()
+    finally:
+        hold.release()
+        hold.close()
+
+
+def test_a_verdict_that_never_comes_is_no_verdict_after_the_timeout(clamd: Clamd) -> None:
+    hold = VerdictHold(clamd.url)
+    try:
+        pending = ClamdScanner(hold.url, timeout=0.5).start([clean_csv(1000)])
+        started = time.monotonic()
+        while not pending.ready(10):
+            pass
+        assert time.monotonic() - started < 2
+        with pytest.raises(ScannerUnavailable, match="timed out"):
+            pending.result()
+    finally:
+        hold.release()
+        hold.close()
