@@ -1424,12 +1424,14 @@ def handoffs(
 
     # The scan's verdict is audited inside the transaction that records it, before the
     # commit; "scan of ID clean (scanner, S s)" is logged after that commit, which sends
-    # the ingest task. The scan started S seconds before the verdict.
+    # the ingest task. When the ingest runs during the scan, the line is logged as the
+    # verdict arrives and the audit event comes with the next batch. The scan started
+    # S seconds before the verdict.
     scan_end = scan_start = None
     for event in events:
         found = _SCAN_LOG.search(str(event.get("message")))
         if found and (scan_end := _log_time(event)) is not None:
-            verdict = when(r"^audit scan_clean ") or scan_end
+            verdict = min(when(r"^audit scan_clean ") or scan_end, scan_end)
             scan_start = verdict - float(found.group(3))
             break
     scan_received = when(r"^Task csvault\.scan_dataset\[.*\] received")
@@ -2098,14 +2100,26 @@ def stage_cpu_lines(res: dict[str, Any], target_1m_rows: float, rows_at: int) ->
         f"{target:.1f} s: {verdict}.",
         f"hand-offs: upload response -> scan start {_ms(h.get('response_to_scan_start_ms'))} "
         f"(the worker had the task at {_ms(h.get('response_to_scan_received_ms'))}: negative "
-        "when before the response reached the client); scan end -> ingest start "
-        f"{_ms(h.get('scan_end_to_ingest_start_ms'))} (task received at "
-        f"{_ms(h.get('scan_end_to_ingest_received_ms'))}); ingest end (finished_at) -> "
+        f"when before the response reached the client); {_scan_to_ingest(h)}; "
+        "ingest end (finished_at) -> "
         f"completed seen by the poller {_ms(h.get('finished_to_seen_ms'))} (the worker logged "
         f"completed after {_ms(h.get('finished_to_completed_logged_ms'))}, the poll saw it "
         f"{_ms(h.get('completed_logged_to_seen_ms'))} later; polls every {POLL_SECONDS:g} s, "
         f"every {FAST_POLL_SECONDS:g} s once the ETA is under {FAST_POLL_ETA:g} s).",
     ]
+
+
+def _scan_to_ingest(h: dict[str, Any]) -> str:
+    gap = h.get("scan_end_to_ingest_start_ms")
+    if gap is not None and gap < 0:
+        return (
+            f"the ingest ran during the scan: it started {_ms(-gap)} before clamd's verdict "
+            "(no ingest task)"
+        )
+    return (
+        f"scan end -> ingest start {_ms(gap)} (task received at "
+        f"{_ms(h.get('scan_end_to_ingest_received_ms'))})"
+    )
 
 
 def speed_table(r: dict[str, Any]) -> list[str]:
