@@ -3,6 +3,7 @@ import os
 from django.conf import settings
 from django.core.cache import caches
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 from config import bootstrap
 
@@ -12,8 +13,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Bodies slower than the minimum rate are cut with 408 (csvault/core/bodyrate.py); the
 # hot reads are answered from Redis before Django (csvault/datasets/hotreads.py).
 django_application = get_wsgi_application()
-# The cache backend (django-redis and redis-py: about 0.13 s of imports) is made as the
-# process starts, not by its first request.
+# The URLconf (every view and what it imports) and the cache backend (django-redis and
+# redis-py) are loaded as the process starts, not by its first request.
+get_resolver().url_patterns  # noqa: B018
 caches["default"]
 
 from csvault.core.bodyrate import MinBodyRate  # noqa: E402 (after Django is set up)

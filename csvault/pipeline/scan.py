@@ -115,7 +115,11 @@ def dataset_scan(
     started = time.monotonic()
     # A resumable upload arrives over many requests: its SHA-256 is taken here.
     sha256 = hashlib.sha256() if not dataset.sha256 else None
-    probe = Probe(encoding=dataset.encoding, delimiter=dataset.delimiter)
+    # What the upload gave is kept; what an earlier scan detected is detected again.
+    probe = Probe(
+        encoding="" if dataset.encoding_detected else dataset.encoding,
+        delimiter="" if dataset.delimiter_detected else dataset.delimiter,
+    )
     try:
         pending, found = _scan_passes(dataset, scanner, claimed, probe, sha256)
         # A verdict already known (the built-in matcher, a finding in a first pass) takes

@@ -125,6 +125,9 @@ def test_no_verdict_sends_it_back_to_the_scan_and_the_ingest_resumes(worker_fact
     assert (dataset.scan_attempts, dataset.attempts) == (2, 2)
     assert worker.received("csvault.ingest_dataset") == 1
     assert before.rows_processed >= len(rows) - 1000
+    # The second scan detected the format again, as the first did; nothing was given.
+    assert (dataset.encoding, dataset.encoding_detected) == ("utf-8", True)
+    assert (dataset.delimiter, dataset.delimiter_detected) == (",", True)
     assert worker.log_count(f"ingest of {dataset_id} completed") == 1
     assert_rows_exactly(dataset_id, rows)
 
