@@ -64,11 +64,13 @@ class Claim:
     dataset_id: uuid.UUID
     attempt: int
 
-    def update(self, **fields: Any) -> bool:
-        """Write ``fields`` if this run still owns the dataset; False if it does not."""
+    def update(self, *, only: Q | None = None, **fields: Any) -> bool:
+        """Write ``fields`` if this run still owns the dataset (and it matches ``only``);
+        False if it does not."""
+        where = Q(status=self.stage.running, **{self.stage.attempts_field: self.attempt})
         return dataset_update(
             dataset_id=self.dataset_id,
-            where=Q(status=self.stage.running, **{self.stage.attempts_field: self.attempt}),
+            where=where & only if only is not None else where,
             **fields,
         )
 
@@ -86,20 +88,24 @@ class Claim:
             status=DatasetStatus.FAILED, error=error, finished_at=timezone.now(), **fields
         )
 
-    def release(self, to: DatasetStatus | None = None) -> None:
+    def release(self, to: DatasetStatus | None = None, *, only: Q | None = None) -> bool:
         """Hand the dataset back to the waiting status (or ``to``: an ingest that ran
-        before the scan's verdict goes back to the scan), so a retry can claim it at once.
+        before the scan's verdict goes back to the scan) if it matches ``only``, so a
+        retry can claim it at once; False if it was not handed back.
 
         The fresh heartbeat keeps the reaper off until a retry is due. If even this
         fails (the database is gone), the heartbeat goes stale and the reaper re-sends.
         """
         try:
             close_old_connections()  # drop a connection the error left broken
-            self.update(status=to or self.stage.waiting, heartbeat_at=timezone.now())
+            return self.update(
+                status=to or self.stage.waiting, heartbeat_at=timezone.now(), only=only
+            )
         except Exception:
             logger.warning(
                 "could not release the %s of %s", self.stage.name, self.dataset_id, exc_info=True
             )
+            return False
 
 
 def claim(

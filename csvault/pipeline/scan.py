@@ -53,6 +53,7 @@ from csvault.datasets.models import Dataset, DatasetStatus
 from csvault.pipeline.claims import (
     HEARTBEAT_EVERY_SECONDS,
     SCAN,
+    VERDICT_PENDING,
     Claim,
     LostOwnership,
     attempts_exhausted,
@@ -127,7 +128,7 @@ def dataset_scan(
         # attempt, and the scanner's or the worker's trouble must not use them up.
         meanwhile = then_ingest and claimed.attempt == 1 and not pending.ready(0)
         if not meanwhile:
-            result = pending.result()
+            result = _result(pending, claimed)
     except ScannerUnavailable as exc:
         return _unavailable(claimed, str(exc), owner_id=dataset.owner_id, scan=claimed)
     except StreamDecryptError as exc:
@@ -139,7 +140,7 @@ def dataset_scan(
         claimed.release()
         raise
     if meanwhile:
-        digest = {"sha256": sha256.hexdigest()} if sha256 is not None else {}
+        digest: dict[str, Any] = {"sha256": sha256.hexdigest()} if sha256 else {}
         return _ingest_meanwhile(dataset, claimed, scanner.name, pending, found, started, digest)
     elapsed = time.monotonic() - started
     if result.clean:
@@ -160,7 +161,7 @@ def _scan_passes(
     found = probe.result()
     if found.encoding == "utf-8":
         return pending, found
-    result = pending.result()
+    result = _result(pending, claimed)
     if not result.clean:
         return Settled(result), found
     # The scanner must see what the ingest will read: the text as UTF-8 too
@@ -171,6 +172,16 @@ def _scan_passes(
         return scanner.start(_heartbeat(text, claimed)), found
 
 
+def _result(pending: PendingScan, claimed: Claim) -> ScanResult:
+    """The verdict, the heartbeat kept fresh while the scanner decides."""
+    try:
+        while not pending.ready(HEARTBEAT_EVERY_SECONDS):
+            claimed.heartbeat()  # LostOwnership once cancelled or deleted
+        return pending.result()
+    finally:
+        pending.close()
+
+
 def _ingest_meanwhile(
     dataset: Dataset,
     scanned: Claim,
@@ -178,7 +189,7 @@ def _ingest_meanwhile(
     pending: PendingScan,
     found: Detected,
     started: float,
-    digest: dict[str, str],
+    digest: dict[str, Any],
 ) -> ScanOutcome:
     """Run the ingest while the scanner decides; the verdict settles it (module docstring)."""
     try:
@@ -198,7 +209,9 @@ def _ingest_meanwhile(
         except LostOwnership:
             return ScanOutcome("stopped")
         except Exception:
-            claimed.release(to=DatasetStatus.PENDING)  # scanned again, then resumed
+            # Scanned again, then resumed; once the verdict is recorded, resumed at once.
+            if not claimed.release(to=DatasetStatus.PENDING, only=VERDICT_PENDING):
+                claimed.release()
             raise
         return ScanOutcome(outcome.status)
     finally:
@@ -212,9 +225,9 @@ class _NotClean(Exception):
 
 
 class _Verdict:
-    """A scan in flight as the ingest sees it (ingest.Verdict): the clean verdict once,
-    with its log line, metric and audit event; :class:`_NotClean` for a finding and
-    ScannerUnavailable for no verdict."""
+    """A scan in flight as the ingest sees it (ingest.Verdict): the clean verdict until
+    a transaction recording it (with its audit event; then the log line and the metric)
+    commits; :class:`_NotClean` for a finding and ScannerUnavailable for no verdict."""
 
     def __init__(
         self, pending: PendingScan, dataset: Dataset, scanner_name: str, started: float
@@ -223,7 +236,7 @@ class _Verdict:
         self._dataset = dataset
         self._scanner = scanner_name
         self._started = started
-        self._given = False
+        self._recorded = False
 
     def poll(self) -> CleanVerdict | None:
         return self._settle() if self._pending.ready(0) else None
@@ -237,21 +250,28 @@ class _Verdict:
         result = self._pending.result()
         if not result.clean:
             raise _NotClean(result)
-        if self._given:
+        if self._recorded:
             return CleanVerdict({}, lambda: None)
-        self._given = True
-        dataset, scanner_name = self._dataset, self._scanner
-        metrics.record_scan("clean", scanner_name)
         elapsed = time.monotonic() - self._started
-        logger.info("scan of %s clean (%s, %.2f s)", dataset.id, scanner_name, elapsed)
-        record = partial(
-            audit_record,
+        return CleanVerdict({"scanner": self._scanner}, partial(self._record, elapsed))
+
+    def _record(self, elapsed: float) -> None:
+        """In the transaction that records the verdict; given once it commits (a batch
+        that carried it and rolled back leaves it to the next one)."""
+        dataset, scanner_name = self._dataset, self._scanner
+        audit_record(
             AuditAction.SCAN_CLEAN,
             user_id=dataset.owner_id,
             dataset_id=dataset.id,
             scanner=scanner_name,
         )
-        return CleanVerdict({"scanner": scanner_name}, record)
+
+        def recorded() -> None:
+            self._recorded = True
+            metrics.record_scan("clean", scanner_name)
+            logger.info("scan of %s clean (%s, %.2f s)", dataset.id, scanner_name, elapsed)
+
+        transaction.on_commit(recorded)
 
 
 def _format(found: Detected) -> dict[str, Any]:

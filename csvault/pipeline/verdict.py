@@ -19,9 +19,9 @@ class CleanVerdict:
 class Verdict(Protocol):
     """The scan's verdict on a file that the ingest reads while the scanner decides.
 
-    Both methods return the clean verdict once, the first time it is known (then an
-    empty one), and raise when the verdict is not clean or cannot be had: whoever
-    passed the verdict in settles that (scan.py).
+    Both methods return the clean verdict (to record with a batch) until a transaction
+    that recorded it commits, then an empty one; they raise when the verdict is not
+    clean or cannot be had: whoever passed the verdict in settles that (scan.py).
     """
 
     def poll(self) -> CleanVerdict | None:

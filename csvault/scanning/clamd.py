@@ -16,6 +16,7 @@ Protocol (clamd(8)): send ``zINSTREAM\\0``, then chunks each prefixed by their l
 
 from __future__ import annotations
 
+import math
 import re
 import select
 import socket
@@ -223,7 +224,7 @@ class ClamdVerdict:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             return True  # result() finds out at once that nothing came
-        return bool(self._poller.poll(int(min(timeout, remaining) * 1000)))
+        return bool(self._poller.poll(math.ceil(min(timeout, remaining) * 1000)))
 
     def result(self) -> ScanResult:
         if self._verdict is None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.files.storage import storages
+from django.db import connection
 
 from csvault.audit.models import AuditAction, AuditEvent
 from csvault.datasets.models import Dataset, ProcessedData
@@ -161,4 +162,59 @@ def test_with_the_setting_off_the_scan_queues_the_ingest(worker_factory, api, ho
     dataset_id = upload(api, to_csv(rows)).json()["id"]
     assert wait_for_status(dataset_id, {"completed", "failed"}).status == "completed"
     assert worker.received("csvault.ingest_dataset") == 1
+    assert_rows_exactly(dataset_id, rows)
+
+
+@pytest.mark.parametrize("malware", [False, True])
+def test_a_data_error_during_the_scan_waits_for_the_verdict(worker_factory, api, hold, malware):
+    # About 20,000 rows, then one too wide: the ingest fails there, before the verdict.
+    if malware:
+        content = csv_with_cell(eicar(), start=1_200_000) + b"1,2,3,4\n"
+    else:
+        content = to_csv(tricky_rows(20_000, seed=35)) + b"1,2\r\n"
+    worker = worker_factory()
+    worker.start(extra_env={"CLAMD_URL": hold.url, **SMALL_BATCHES})
+    dataset_id = upload(api, content).json()["id"]
+    wait_for_ingest_before_verdict(hold, dataset_id, 2000)
+
+    hold.release()
+    dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
+    # A finding outranks the data error; else the clean verdict is recorded with it.
+    assert dataset.status == ("rejected" if malware else "failed")
+    assert dataset.error["code"] == ("malware_found" if malware else "ragged_row")
+    assert dataset.scanner == "clamd"
+    audit = AuditEvent.objects.filter(dataset_id=dataset_id, action=AuditAction.SCAN_CLEAN)
+    assert audit.count() == (0 if malware else 1)
+    assert not ProcessedData.objects.filter(dataset_id=dataset_id).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL backends only")
+def test_a_lost_connection_after_the_verdict_resumes_the_ingest_without_a_second_scan(
+    worker_factory, api
+):
+    rows = tricky_rows(300_000, seed=36)
+    worker = worker_factory()
+    worker.start(beat=True, extra_env={**SMALL_BATCHES, **FAST_REAPER})
+    dataset_id = upload(api, to_csv(rows)).json()["id"]
+
+    def verdict_recorded_mid_ingest() -> bool:
+        dataset = Dataset.objects.get(id=dataset_id)
+        assert not dataset.is_final, "finished before the fault could be injected"
+        return dataset.scanner == "clamd" and dataset.rows_processed > 0
+
+    wait_until(verdict_recorded_mid_ingest, what="the verdict recorded mid-ingest")
+    worker.pause()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchall(), "no worker connection to terminate"
+    worker.resume()
+    dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"}, timeout=120)
+    assert dataset.status == "completed", dataset.error
+    # Resumed as an ingest: the file was scanned once, its verdict audited once.
+    assert (dataset.scan_attempts, dataset.attempts) == (1, 2)
+    audit = AuditEvent.objects.filter(dataset_id=dataset_id, action=AuditAction.SCAN_CLEAN)
+    assert audit.count() == 1
     assert_rows_exactly(dataset_id, rows)
