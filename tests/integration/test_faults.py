@@ -32,6 +32,7 @@ from tests.helpers import (
     broker_switched,
     queue_length,
     stage_queue,
+    terminate_other_connections,
     upload,
     wait_for_status,
     wait_until,
@@ -247,12 +248,7 @@ def test_the_workers_database_connection_killed_mid_batch_resumes(worker_factory
     worker.start(beat=True, extra_env=FAST_REAPER)
     dataset_id = upload(api, to_csv(rows)).json()["id"]
     pause_mid_ingest(worker, dataset_id, len(rows))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        assert cursor.fetchall(), "no worker connection to terminate"
+    terminate_other_connections()
     worker.resume()
     dataset = wait_for_status(dataset_id, {"completed", "failed"}, timeout=120)
     assert_rows_exactly(dataset_id, rows)

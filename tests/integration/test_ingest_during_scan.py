@@ -23,6 +23,7 @@ from tests.helpers import (
     VerdictHold,
     assert_rows_exactly,
     clamd_unavailable,
+    terminate_other_connections,
     upload,
     wait_for_status,
     wait_until,
@@ -204,12 +205,7 @@ def test_a_lost_connection_after_the_verdict_resumes_the_ingest_without_a_second
 
     wait_until(verdict_recorded_mid_ingest, what="the verdict recorded mid-ingest")
     worker.pause()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        assert cursor.fetchall(), "no worker connection to terminate"
+    terminate_other_connections()
     worker.resume()
     dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"}, timeout=120)
     assert dataset.status == "completed", dataset.error
