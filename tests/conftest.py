@@ -49,6 +49,10 @@ ALLOWED_SKIPS: dict[str, dict[str, str]] = {
     "embedded": {
         "tests/integration/test_faults.py::"
         "test_the_workers_database_connection_killed_mid_batch_resumes": "PostgreSQL only",
+        "tests/integration/test_ingest_during_scan.py::"
+        "test_a_lost_connection_after_the_verdict_resumes_the_ingest_without_a_second_scan": (
+            "PostgreSQL only"
+        ),
         "tests/storage/test_many_machines.py::"
         "test_a_file_uploaded_on_one_host_is_ingested_on_another_read_back_exported_and_purged": (
             "hosts that share no disk need PostgreSQL and Redis"
