@@ -10,9 +10,10 @@ shell's hand-off to the ingest, runs in the same transaction: queued after
 commit); ``rejected`` on a finding (the stored file is destroyed and the
 signature name kept in the error).
 
-With ``then_ingest`` the ingest does not wait for the verdict: clamd scans what
-it received after the end of the stream, in its own process, and meanwhile this
-process runs the ingest (``scanning -> queued -> processing`` with no scanner
+With ``then_ingest`` the ingest does not wait for the verdict: clamd reads the
+stream and scans it in its own process, so this process reads the file once for its
+format, then sends the stream from a thread (csvault/scanning/background.py) and
+runs the ingest meanwhile (``scanning -> queued -> processing`` with no scanner
 recorded). Nothing of the file can be read before the verdict: rows are readable
 only once ``completed``, the header is written with the verdict, and the last
 batch waits for it (a database constraint: no ``completed`` without a scanner).
@@ -32,7 +33,9 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -64,6 +67,7 @@ from csvault.pipeline.ingest import ingest_claim, ingest_claimed
 from csvault.pipeline.rowstore import rows_delete
 from csvault.pipeline.verdict import CleanVerdict
 from csvault.scanning import ScannerUnavailable, ScanResult, get_scanner
+from csvault.scanning.background import BackgroundScan
 from csvault.scanning.base import PendingScan, Scanner, Settled
 
 logger = logging.getLogger(__name__)
@@ -121,12 +125,21 @@ def dataset_scan(
         encoding="" if dataset.encoding_detected else dataset.encoding,
         delimiter="" if dataset.delimiter_detected else dataset.delimiter,
     )
+    # A scan tried again takes the plain way: each ingest run counts as an attempt, and
+    # the scanner's or the worker's trouble must not use them up.
+    first = then_ingest and claimed.attempt == 1
     try:
-        pending, found = _scan_passes(dataset, scanner, claimed, probe, sha256)
-        # A verdict already known (the built-in matcher, a finding in a first pass) takes
-        # the plain way, and so does a scan tried again: each ingest run counts as an
-        # attempt, and the scanner's or the worker's trouble must not use them up.
-        meanwhile = then_ingest and claimed.attempt == 1 and not pending.ready(0)
+        if first and scanner.decides_elsewhere:
+            # One read for the format, then the stream goes from a thread beside the ingest.
+            found = _probe(dataset, claimed, probe, sha256)
+            pending: PendingScan = BackgroundScan(
+                partial(_stream, dataset, scanner, found.encoding)
+            )
+            meanwhile = True
+        else:
+            pending, found = _scan_passes(dataset, scanner, claimed, probe, sha256)
+            # A verdict already known (the built-in matcher) takes the plain way.
+            meanwhile = first and not pending.ready(0)
         if not meanwhile:
             result = _result(pending, claimed)
     except ScannerUnavailable as exc:
@@ -150,26 +163,66 @@ def dataset_scan(
     return _reject(dataset, claimed, scanner.name, result)
 
 
+@contextmanager
+def _plaintext(dataset: Dataset) -> Iterator[Iterator[bytes]]:
+    with dataset_storage().open(dataset.storage_key, "rb") as fh:
+        yield open_decrypted(dataset_data_key(dataset), dataset.id, fh)
+
+
 def _scan_passes(
     dataset: Dataset, scanner: Scanner, claimed: Claim, probe: Probe, sha256: Any
 ) -> tuple[PendingScan, Detected]:
     """Stream the file to the scanner, and the format the probe saw on the way; the
     verdict of the last pass may still be coming."""
-    with dataset_storage().open(dataset.storage_key, "rb") as fh:
-        plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
+    with _plaintext(dataset) as plaintext:
         pending = scanner.start(probe.watch(_heartbeat(plaintext, claimed, sha256)))
     found = probe.result()
-    if found.encoding == "utf-8":
-        return pending, found
-    result = _result(pending, claimed)
+    watch = partial(_heartbeat, claimed=claimed)
+    settle = partial(_result, claimed=claimed)
+    return _text_pass(dataset, scanner, pending, found.encoding, watch, settle), found
+
+
+def _probe(dataset: Dataset, claimed: Claim, probe: Probe, sha256: Any) -> Detected:
+    """Read the file for its format (and its SHA-256, for a resumable upload) alone."""
+    with _plaintext(dataset) as plaintext:
+        deque(probe.watch(_heartbeat(plaintext, claimed, sha256)), maxlen=0)
+    return probe.result()
+
+
+def _stream(
+    dataset: Dataset, scanner: Scanner, encoding: str, watch: Callable[..., Iterator[bytes]]
+) -> PendingScan:
+    """:func:`_scan_passes` for a format already known, in the stream's thread: no probe,
+    no heartbeat (the ingest beside it keeps the dataset's)."""
+    with _plaintext(dataset) as plaintext:
+        pending = scanner.start(watch(plaintext))
+    return _text_pass(dataset, scanner, pending, encoding, watch, _verdict)
+
+
+def _text_pass(
+    dataset: Dataset,
+    scanner: Scanner,
+    pending: PendingScan,
+    encoding: str,
+    watch: Callable[..., Iterator[bytes]],
+    settle: Callable[[PendingScan], ScanResult],
+) -> PendingScan:
+    """The scanner must see what the ingest will read: a file not in UTF-8 clean in its
+    own bytes goes again as UTF-8 text (signatures in UTF-16 text hide between NULs)."""
+    if encoding == "utf-8":
+        return pending
+    result = settle(pending)
     if not result.clean:
-        return Settled(result), found
-    # The scanner must see what the ingest will read: the text as UTF-8 too
-    # (signatures in UTF-16 text hide between NULs in the raw bytes).
-    with dataset_storage().open(dataset.storage_key, "rb") as fh:
-        plaintext = open_decrypted(dataset_data_key(dataset), dataset.id, fh)
-        text = Utf8Chunks(plaintext, found.encoding, errors="replace")
-        return scanner.start(_heartbeat(text, claimed)), found
+        return Settled(result)
+    with _plaintext(dataset) as plaintext:
+        return scanner.start(watch(Utf8Chunks(plaintext, encoding, errors="replace")))
+
+
+def _verdict(pending: PendingScan) -> ScanResult:
+    try:
+        return pending.result()
+    finally:
+        pending.close()
 
 
 def _result(pending: PendingScan, claimed: Claim) -> ScanResult:

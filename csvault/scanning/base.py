@@ -115,6 +115,9 @@ class Scanner(Protocol):
     name: str
     #: True for the built-in matcher, which knows only the shipped signatures.
     minimal: bool
+    #: True when the scanner decides in its own process (clamd), so that sending it the
+    #: stream from a thread leaves this process's cores to other work.
+    decides_elsewhere: bool
 
     def scan(self, chunks: Iterable[bytes]) -> ScanResult:
         """Read ``chunks`` (possibly stopping early at a finding) and return the verdict.

@@ -99,6 +99,7 @@ class SignatureScanner:
 
     name = "builtin"
     minimal = True
+    decides_elsewhere = False
     description = DESCRIPTION
 
     def __init__(self, directory: Path, *, block_size: int = BLOCK_SIZE) -> None:

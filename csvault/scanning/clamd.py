@@ -105,6 +105,7 @@ class ClamdScanner:
 
     name = "clamd"
     minimal = False
+    decides_elsewhere = True
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         if timeout <= 0:

@@ -17,6 +17,7 @@ from django.core.files.storage import storages
 from django.db import connection
 
 from csvault.audit.models import AuditAction, AuditEvent
+from csvault.csvio.detect import SAMPLE_BYTES
 from csvault.datasets.models import Dataset, ProcessedData
 from tests.csvdata import HEADER, to_csv, tricky_rows
 from tests.helpers import (
@@ -213,4 +214,23 @@ def test_a_lost_connection_after_the_verdict_resumes_the_ingest_without_a_second
     assert (dataset.scan_attempts, dataset.attempts) == (1, 2)
     audit = AuditEvent.objects.filter(dataset_id=dataset_id, action=AuditAction.SCAN_CLEAN)
     assert audit.count() == 1
+    assert_rows_exactly(dataset_id, rows)
+
+
+def test_the_format_is_read_from_the_whole_file_before_the_ingest_starts(worker_factory, api, hold):
+    # ASCII for far more than the detector's sample, then one cp1252 byte: only a read of
+    # the whole file tells cp1252 from UTF-8, and the ingest must start knowing it.
+    hold.release()
+    rows = [[f"{n:06d}", "plain ascii text"] for n in range(SAMPLE_BYTES // 20)]
+    rows.append(["999999", "Köln, Straße"])
+    content = to_csv(rows, header=["id", "city"]).decode().encode("cp1252")
+    assert content.index("ö".encode("cp1252")) > SAMPLE_BYTES
+    worker = worker_factory()
+    worker.start(extra_env={"CLAMD_URL": hold.url})
+    dataset_id = upload(api, content).json()["id"]
+    dataset = wait_for_status(dataset_id, {"completed", "failed", "rejected"})
+    assert dataset.status == "completed", dataset.error
+    assert (dataset.encoding, dataset.encoding_detected) == ("cp1252", True)
+    assert (dataset.scanner, dataset.scan_attempts, dataset.attempts) == ("clamd", 1, 1)
+    assert worker.received("csvault.ingest_dataset") == 0  # ran during the scan
     assert_rows_exactly(dataset_id, rows)
