@@ -297,6 +297,9 @@ class S3Read(io.RawIOBase):
 class S3Store(S3Storage):
     """django-storages' S3 backend, streaming (see the module)."""
 
+    #: Each read is a GET streamed over the network, with its own buffers in this process.
+    cheap_rereads = False
+
     def _key(self, name: str) -> str:
         return str(self._normalize_name(clean_name(name)))
 

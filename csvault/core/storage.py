@@ -180,6 +180,9 @@ UPLOAD_SUFFIX = ".upload"
 class LocalStorage(FileSystemStorage):
     """Dataset files in a local folder (``STORAGE_URL=file:///path``), mode 0600."""
 
+    #: Reading a file once more, or twice at once, costs copies from the page cache only.
+    cheap_rereads = True
+
     def open_write(self, name: str) -> WriteStream:
         return LocalWrite(self.path(name), name)
 

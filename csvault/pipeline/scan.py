@@ -13,10 +13,11 @@ signature name kept in the error).
 With ``then_ingest`` the ingest does not wait for the verdict: clamd reads the
 stream and scans it in its own process, so this process reads the file once for its
 format, then sends the stream from a thread (csvault/scanning/background.py) and
-runs the ingest meanwhile (``scanning -> queued -> processing`` with no scanner
-recorded). Nothing of the file can be read before the verdict: rows are readable
-only once ``completed``, the header is written with the verdict, and the last
-batch waits for it (a database constraint: no ``completed`` without a scanner).
+runs the ingest meanwhile (with the files on S3 the stream goes first, then the
+ingest; ``scanning -> queued -> processing`` with no scanner recorded). Nothing of
+the file can be read before the verdict: rows are readable only once ``completed``,
+the header is written with the verdict, and the last batch waits for it (a
+database constraint: no ``completed`` without a scanner).
 A finding stops the ingest and rejects the dataset with its rows deleted; no
 verdict sends the dataset back to ``pending`` with its checkpoint (the rows stay
 unreadable), and so does the reaper for a stalled run of this kind. Only a first
@@ -129,8 +130,9 @@ def dataset_scan(
     # the scanner's or the worker's trouble must not use them up.
     first = then_ingest and claimed.attempt == 1
     try:
-        if first and scanner.decides_elsewhere:
-            # One read for the format, then the stream goes from a thread beside the ingest.
+        if first and scanner.decides_elsewhere and _cheap_rereads():
+            # One read for the format, then the stream goes from a thread beside the ingest
+            # (an object store's extra GET and its buffers beside the ingest's cost more).
             found = _probe(dataset, claimed, probe, sha256)
             pending: PendingScan = BackgroundScan(
                 partial(_stream, dataset, scanner, found.encoding)
@@ -161,6 +163,10 @@ def dataset_scan(
             claimed.update(sha256=sha256.hexdigest())
         return _clean(dataset, claimed, scanner.name, elapsed, on_clean, found)
     return _reject(dataset, claimed, scanner.name, result)
+
+
+def _cheap_rereads() -> bool:
+    return bool(getattr(dataset_storage(), "cheap_rereads", False))
 
 
 @contextmanager
