@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import sys
 import threading
@@ -56,7 +57,12 @@ class BackgroundWriter:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(settings.CSVAULT_GIL_SWITCH_INTERVAL)
         self._connection.inc_thread_sharing()
-        self._thread = threading.Thread(target=self._run, name="csvault-writer", daemon=True)
+        # In the caller's context: what the jobs and their on-commit hooks log carries the
+        # task's and the dataset's ids (csvault.core.logs).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name="csvault-writer", daemon=True
+        )
         self._thread.start()
         return self
 

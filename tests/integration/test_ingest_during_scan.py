@@ -6,6 +6,7 @@ sends the dataset back to the scan, and a worker killed before the verdict loses
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -88,6 +89,16 @@ def test_the_ingest_runs_before_the_verdict_and_nothing_shows_until_it(worker_fa
     # The scan ran the ingest itself: no ingest message went through the broker.
     assert worker.received("csvault.scan_dataset") == 1
     assert worker.received("csvault.ingest_dataset") == 0
+    # The verdict's line is logged at the commit of the batch that carried it, in the
+    # writer thread, with the task's context.
+    logged = [
+        json.loads(line)
+        for line in worker.log.read_text().splitlines()
+        if f"scan of {dataset_id} clean" in line
+    ]
+    assert [(line.get("dataset_id"), bool(line.get("task_id"))) for line in logged] == [
+        (str(dataset_id), True)
+    ]
 
 
 def test_a_finding_after_the_rows_are_in_rejects_and_deletes_every_row(worker_factory, api, hold):
