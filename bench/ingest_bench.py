@@ -1713,18 +1713,19 @@ def repeated(
     ctx: Context, measure: Callable[[int], dict[str, Any]], key: Callable[[dict[str, Any]], float]
 ) -> tuple[dict[str, Any], list[float]]:
     """``measure`` run ``--repeats`` times, each from a settled disk with the datasets of the
-    runs before it purged: the run of the median ``key`` (the lower one of an even count)
+    runs before it purged: the run of the median ``key`` (the higher one of an even count)
     and every run's key, in the order they ran. One run of this machine can be 30 % off
     another, so a target is judged on the median."""
     runs: list[dict[str, Any]] = []
     for i in range(ctx.args.repeats):
         if ctx.created:
             discard(ctx)
+        settled = settle_disk(ctx.db_url)  # the purge's writes included
         run = measure(i)
-        run["settle"] = settle_disk(ctx.db_url)
+        run["settled_before"] = settled
         runs.append(run)
     keys = [round(key(run), 3) for run in runs]
-    median = sorted(range(len(runs)), key=lambda j: keys[j])[(len(runs) - 1) // 2]
+    median = sorted(range(len(runs)), key=lambda j: keys[j])[len(runs) // 2]
     return runs[median], keys
 
 
@@ -2248,10 +2249,10 @@ def speed_table(r: dict[str, Any]) -> list[str]:
             f"{_mb(big['web_vmhwm_mb'])} (peaks of the process so far, the main run's included)"
             + (f"; the server wrote {wal / MB:,.0f} MB of WAL meanwhile" if wal else "")
             + (
-                f"; then sync ({big['settle']['dirty_mb']:.0f} MB dirty, "
-                f"{big['settle']['sync_seconds']:.1f} s) and CHECKPOINT "
-                f"({big['settle']['checkpoint_seconds']:.1f} s)"
-                if "settle" in big
+                f"; it started after sync ({big['settled_before']['dirty_mb']:.0f} MB dirty, "
+                f"{big['settled_before']['sync_seconds']:.1f} s) and CHECKPOINT "
+                f"({big['settled_before']['checkpoint_seconds']:.1f} s)"
+                if "settled_before" in big
                 else ""
             )
             + "."
