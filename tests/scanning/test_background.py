@@ -59,8 +59,9 @@ def test_not_ready_until_the_stream_is_sent_and_the_scanner_decided() -> None:
     scan = BackgroundScan(streaming([b"a", b"b"], received, pending, gate))  # type: ignore[arg-type]
     assert not scan.ready(0.05)
     gate.set()
-    assert not scan.ready(0.2), "ready before the scanner decided"
+    assert scan.join(5), "the stream was not sent"
     assert received == [b"a", b"b"]
+    assert not scan.ready(0.05), "ready before the scanner decided"
     pending.decided.set()
     assert scan.ready(1)
     assert scan.result() == ScanResult.found("Eicar")
