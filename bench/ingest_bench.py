@@ -2586,7 +2586,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for n, storage in enumerate(results["storages"]):
             ctx.storage = storage
             start_services(ctx)
-            label = f"{args.rows:,} rows"
             if n == 0:  # issue 17's measurements, each --repeats times: first storage only
                 results["csvault"][storage], results["main_runs"] = repeated(
                     ctx,
@@ -2594,7 +2593,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     lambda run: run["upload_to_completed_seconds"],
                 )
             else:
-                results["csvault"][storage] = ingest_one(ctx, csv_main, args.rows, label)
+                results["csvault"][storage] = main_one(ctx, csv_main, args.rows, 0)
             if n == 0:  # the big file, the parallel run and the reference: first storage only
                 # Right after the main file, on the same services, as one file alone: right
                 # after the parallel run a 5M-row ingest took 16.8-19.4 s (three runs)
@@ -2603,14 +2602,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if csv_big is not None:
                     results["big"], results["big_runs"] = repeated(
                         ctx,
-                        lambda i: big_one(ctx, csv_big, args.big_rows, i),
+                        partial(big_one, ctx, csv_big, args.big_rows),
                         lambda run: run["upload_to_completed_seconds"],
                     )
                 if csv_par is not None:
                     results["parallel_storage"] = storage
                     pair, results["parallel_runs"] = repeated(
                         ctx,
-                        lambda i: parallel_pair(ctx, csv_par, args.parallel_rows, i),
+                        partial(parallel_pair, ctx, csv_par, args.parallel_rows),
                         lambda run: run["over_share"],
                     )
                     results["parallel_single"] = pair["single"]

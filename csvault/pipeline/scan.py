@@ -68,7 +68,7 @@ from csvault.pipeline.ingest import ingest_claim, ingest_claimed
 from csvault.pipeline.rowstore import rows_delete
 from csvault.pipeline.verdict import CleanVerdict
 from csvault.scanning import ScannerUnavailable, ScanResult, get_scanner
-from csvault.scanning.background import BackgroundScan
+from csvault.scanning.background import BackgroundScan, Watch
 from csvault.scanning.base import PendingScan, Scanner, Settled
 
 logger = logging.getLogger(__name__)
@@ -195,9 +195,7 @@ def _probe(dataset: Dataset, claimed: Claim, probe: Probe, sha256: Any) -> Detec
     return probe.result()
 
 
-def _stream(
-    dataset: Dataset, scanner: Scanner, encoding: str, watch: Callable[..., Iterator[bytes]]
-) -> PendingScan:
+def _stream(dataset: Dataset, scanner: Scanner, encoding: str, watch: Watch) -> PendingScan:
     """:func:`_scan_passes` for a format already known, in the stream's thread: no probe,
     no heartbeat (the ingest beside it keeps the dataset's)."""
     with _plaintext(dataset) as plaintext:
@@ -210,7 +208,7 @@ def _text_pass(
     scanner: Scanner,
     pending: PendingScan,
     encoding: str,
-    watch: Callable[..., Iterator[bytes]],
+    watch: Watch,
     settle: Callable[[PendingScan], ScanResult],
 ) -> PendingScan:
     """The scanner must see what the ingest will read: a file not in UTF-8 clean in its

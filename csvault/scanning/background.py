@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from csvault.scanning.base import PendingScan, ScannerUnavailable, ScanResult
 
-__all__ = ["BackgroundScan", "ScanDropped"]
+__all__ = ["BackgroundScan", "ScanDropped", "Watch"]
 
 Watch = Callable[[Iterable[bytes]], Iterator[bytes]]
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 import pytest
 
 from csvault.scanning import ScannerUnavailable, ScanResult
-from csvault.scanning.background import BackgroundScan, ScanDropped
+from csvault.scanning.background import BackgroundScan, ScanDropped, Watch
 from csvault.scanning.base import Settled
 
 
@@ -35,11 +35,11 @@ class Pending:
 
 def streaming(
     chunks: Iterable[bytes], received: list[bytes], pending: object, gate: threading.Event
-) -> Callable[[Callable[[Iterable[bytes]], Iterator[bytes]]], object]:
+) -> Callable[[Watch], object]:
     """A start function: reads every chunk through ``watch`` (waiting for ``gate`` before
     each), then returns ``pending``."""
 
-    def start(watch: Callable[[Iterable[bytes]], Iterator[bytes]]) -> object:
+    def start(watch: Watch) -> object:
         def gated() -> Iterator[bytes]:
             for chunk in chunks:
                 assert gate.wait(5)
@@ -70,7 +70,7 @@ def test_not_ready_until_the_stream_is_sent_and_the_scanner_decided() -> None:
 
 
 def test_what_the_stream_raised_is_raised_by_result() -> None:
-    def start(watch: Callable[[Iterable[bytes]], Iterator[bytes]]) -> Settled:
+    def start(watch: Watch) -> Settled:
         raise ScannerUnavailable("clamd: cannot connect")
 
     scan = BackgroundScan(start)
@@ -100,7 +100,7 @@ def test_a_verdict_that_comes_after_close_is_dropped() -> None:
     pending = Pending(ScanResult.ok())
     sent, release = threading.Event(), threading.Event()
 
-    def start(watch: Callable[[Iterable[bytes]], Iterator[bytes]]) -> Pending:
+    def start(watch: Watch) -> Pending:
         received.extend(watch([b"one chunk"]))
         sent.set()
         assert release.wait(5)
