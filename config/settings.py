@@ -345,6 +345,8 @@ CSVAULT_GIL_SWITCH_INTERVAL = env.float("CSVAULT_GIL_SWITCH_INTERVAL", default=0
 # Parse CSV rows with the C fast path when it is built (setup.py; it hands a file to
 # the reference Python reader at the first row it is not sure of); 0: Python only.
 CSVAULT_FAST_CSV = env.bool("CSVAULT_FAST_CSV", default=True)
+# Compress each block of rows (LZ4) before it is encrypted (csvault/csvio/blocks.py).
+CSVAULT_COMPRESS_ROWS = env.bool("CSVAULT_COMPRESS_ROWS", default=True)
 # Server-Sent Events: how often a stream looks at the (cached) progress, and
 # how long one stream lasts before the client reconnects (it holds a thread).
 CSVAULT_SSE_INTERVAL_SECONDS = env.float("CSVAULT_SSE_INTERVAL_SECONDS", default=0.5)

@@ -30,7 +30,9 @@ is ever used for two different plaintexts. Anything that re-processes rows, such
 retried task, must therefore start a new attempt.
 
 The plaintexts inside (a row's values, a block's rows) are defined in
-csvault.csvio.blocks; they are inside the ciphertext, so they are authenticated.
+csvault.csvio.blocks; they are inside the ciphertext, so they are authenticated. A
+cipher made with ``compress=True`` compresses each block plaintext before sealing it
+(the "compressed" block format); every cipher opens blocks of any format.
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ from csvault.csvio.blocks import (
     BLOCK_FORMATS,
     BLOCK_MAX_ROWS,
     BLOCK_TARGET_BYTES,
+    COMPRESSED_BLOCK_TARGET_BYTES,
     UnknownFormat,
     block_rows,
+    compressed_block,
     grid_block,
     grid_row_count,
     row_list_block,
@@ -99,7 +103,8 @@ class RowCipher:
     from it with HKDF-SHA256 (``info=b"csvault/rows/v1"``, ``salt=dataset_id.bytes``).
     ``attempt`` (0 to 2**32-1) only matters for :meth:`encrypt` and :meth:`seal_blocks`;
     the decrypting methods read it from the blob, so one cipher decrypts rows written by
-    any attempt.
+    any attempt. With ``compress`` the sealing methods compress each block's plaintext
+    first, and blocks aim at :attr:`block_target_bytes` of text, twice as much.
 
     Raises ``ValueError`` for a data key that is not 32 bytes or an attempt out of range.
     Instances are immutable and safe to share between threads.
@@ -113,12 +118,16 @@ class RowCipher:
         "_block_ad_pack",
         "_block_ad_prefix",
         "_block_header",
+        "_compress",
         "_decrypt",
         "_encrypt",
         "_key",
+        "block_target_bytes",
     )
 
-    def __init__(self, data_key: bytes, dataset_id: uuid.UUID, attempt: int = 0) -> None:
+    def __init__(
+        self, data_key: bytes, dataset_id: uuid.UUID, attempt: int = 0, *, compress: bool = False
+    ) -> None:
         if not 0 <= attempt <= _MAX_ATTEMPT:
             raise ValueError(f"attempt must be between 0 and {_MAX_ATTEMPT}, got {attempt}")
         self._key = derive_subkey(data_key, dataset_id, _KDF_INFO)
@@ -135,6 +144,9 @@ class RowCipher:
         self._block_ad_prefix = _BLOCK_AD_PREFIX + dataset_id.bytes
         # block_ad_prefix || first row number (8 bytes BE) in one C call.
         self._block_ad_pack = struct.Struct(f">{len(self._block_ad_prefix)}sQ").pack
+        self._compress = compress
+        #: About how much text a block holds (the C parser's target too).
+        self.block_target_bytes = COMPRESSED_BLOCK_TARGET_BYTES if compress else BLOCK_TARGET_BYTES
 
     def encrypt(self, row_number: int, values: Sequence[str]) -> bytes:
         """Encrypt one row's values; returns the blob (see the module docstring).
@@ -156,7 +168,7 @@ class RowCipher:
         rows: Sequence[Sequence[str]],
         *,
         max_rows: int = BLOCK_MAX_ROWS,
-        target_bytes: int = BLOCK_TARGET_BYTES,
+        target_bytes: int | None = None,
     ) -> tuple[bytes, range, list[bytes]]:
         """Encrypt consecutive rows (numbered from ``first_row_number``) as blocks.
 
@@ -166,7 +178,8 @@ class RowCipher:
         every block of this cipher, so a caller that frames the blobs anyway can
         write it itself instead of copying every blob once more). Every block has
         the same number of rows (the last one may have fewer): at most ``max_rows``,
-        and about ``target_bytes`` of text, judged from the first rows.
+        and about ``target_bytes`` (default :attr:`block_target_bytes`) of text, judged
+        from the first rows.
 
         :meth:`decrypt_block` with the block's start gives its rows back. The nonce
         rules of :meth:`encrypt` apply to the starts: a row number must not start two
@@ -183,6 +196,8 @@ class RowCipher:
             )
         if not 1 <= max_rows <= BLOCK_MAX_ROWS:
             raise ValueError(f"max_rows must be between 1 and {BLOCK_MAX_ROWS}, got {max_rows}")
+        if target_bytes is None:
+            target_bytes = self.block_target_bytes
         sample = rows[:8]
         text_per_row = sum(map(len, map("\x00".join, sample))) / len(sample) + 1
         per = max(1, min(max_rows, int(target_bytes // text_per_row)))
@@ -216,7 +231,10 @@ class RowCipher:
         return self._block_header, starts, self._seal(starts, plaintexts)
 
     def _seal(self, starts: Sequence[int], plaintexts: Sequence[bytes]) -> list[bytes]:
-        """AES-256-GCM of each block plaintext under its start's nonce and associated data."""
+        """AES-256-GCM of each block plaintext (compressed first if this cipher compresses)
+        under its start's nonce and associated data."""
+        if self._compress:
+            plaintexts = list(map(compressed_block, plaintexts))
         nonces = map(_NONCE.pack, repeat(self._attempt), starts)
         associated = map(self._block_ad_pack, repeat(self._block_ad_prefix), starts)
         return list(map(self._encrypt, nonces, plaintexts, associated))

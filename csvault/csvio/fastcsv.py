@@ -225,19 +225,23 @@ def open_fast_blocks(
     delimiter: str,
     encoding: str,
     limits: CsvLimits,
+    block_bytes: int = BLOCK_TARGET_BYTES,
 ) -> FastBlocks | None:
     """The fast path over a file whose header the reference reader has read as
     ``columns``; None when it cannot serve this file (not built, not UTF-8 (hand it
     csvault.csvio.transcode.Utf8Chunks of another encoding, as ``"utf-8"``), a
     delimiter outside ASCII, limits outside the parser's range, or a header it reads
-    differently)."""
+    differently). Blocks close at the first row that reaches ``block_bytes`` of text,
+    or at ``BLOCK_MAX_ROWS`` rows."""
     if _csvblocks is None or encoding != "utf-8" or not 0 < ord(delimiter) < 128:
         return None
     if not (
         0 <= limits.max_field_bytes <= sys.maxsize and 2 <= limits.max_line_chars <= sys.maxsize
     ):
         return None
-    fast = FastBlocks(chunks, delimiter=delimiter, width=len(columns), limits=limits)
+    fast = FastBlocks(
+        chunks, delimiter=delimiter, width=len(columns), limits=limits, block_bytes=block_bytes
+    )
     if has_header and not fast.skip_header(columns):
         return None
     return fast

@@ -185,7 +185,9 @@ def _ingest(dataset: Dataset, claimed: Claim, verdict: Verdict | None) -> int:
             )
         except CsvDataError as exc:
             raise with_delimiter_hint(exc, dataset, found, plaintext) from None
-        cipher = RowCipher(data_key, dataset.id, claimed.attempt)
+        cipher = RowCipher(
+            data_key, dataset.id, claimed.attempt, compress=settings.CSVAULT_COMPRESS_ROWS
+        )
         header = {
             "columns_ciphertext": cipher.encrypt(HEADER_ROW, stream.columns),
             "column_count": len(stream.columns),
@@ -210,6 +212,7 @@ def _ingest(dataset: Dataset, claimed: Claim, verdict: Verdict | None) -> int:
                 delimiter=found.delimiter,
                 encoding="utf-8",
                 limits=csv_limits(),
+                block_bytes=cipher.block_target_bytes,
             )
         # A decimal comma is read as one in ;-separated files only (elsewhere 1,234 is
         # as likely a thousands separator).

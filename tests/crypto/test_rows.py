@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 
+import lz4.block
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from csvault.crypto.keyring import new_data_key
 from csvault.crypto.rows import RowCipher, RowDecryptError
-from csvault.csvio.blocks import BLOCK_TARGET_BYTES
+from csvault.csvio.blocks import BLOCK_TARGET_BYTES, UnknownFormat, block_rows, grid_block
 from csvault.csvio.fastcsv import FAST_AVAILABLE, FastBlocks
 from csvault.csvio.limits import CsvLimits
 
@@ -184,11 +187,12 @@ def _open_blocks(cipher: RowCipher, sealed: tuple[bytes, range, list[bytes]]) ->
     attempt=st.integers(0, 2**32 - 1),
     max_rows=st.integers(1, 64),
     target=st.integers(1, 5000),
+    compress=st.booleans(),
 )
 def test_blocks_give_back_exactly_the_rows_sealed(
-    rows: list[list[str]], first: int, attempt: int, max_rows: int, target: int
+    rows: list[list[str]], first: int, attempt: int, max_rows: int, target: int, compress: bool
 ) -> None:
-    cipher = RowCipher(DATA_KEY, DATASET, attempt=attempt)
+    cipher = RowCipher(DATA_KEY, DATASET, attempt=attempt, compress=compress)
     sealed = cipher.seal_blocks(first, rows, max_rows=max_rows, target_bytes=target)
     _, starts, ciphertexts = sealed
     assert len(starts) == len(ciphertexts)
@@ -263,9 +267,11 @@ def test_a_block_is_bound_to_its_dataset_and_first_row(
 
 
 @settings(max_examples=200, deadline=None)
-@given(rows=st.lists(_VALUES, min_size=1, max_size=5), data=st.data())
-def test_a_block_rejects_any_single_flipped_bit(rows: list[list[str]], data: st.DataObject) -> None:
-    cipher = RowCipher(DATA_KEY, DATASET, attempt=1)
+@given(rows=st.lists(_VALUES, min_size=1, max_size=5), data=st.data(), compress=st.booleans())
+def test_a_block_rejects_any_single_flipped_bit(
+    rows: list[list[str]], data: st.DataObject, compress: bool
+) -> None:
+    cipher = RowCipher(DATA_KEY, DATASET, attempt=1, compress=compress)
     prefix, _, ciphertexts = cipher.seal_blocks(11, rows)
     blob = bytearray(prefix + ciphertexts[0])
     bit = data.draw(st.integers(0, len(blob) * 8 - 1), label="bit")
@@ -331,3 +337,93 @@ def test_grid_blocks_that_do_not_match_their_counts_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="count"):
         cipher.seal_grid_blocks(1, plaintexts, counts)
+
+
+# --- compressed blocks ---
+
+
+def _bench_like_rows(count: int) -> list[list[str]]:
+    """Rows like an export of customers: ids, names, e-mails, amounts, dates, notes."""
+    names = ["Alice Johnson", "Bob Smith", "Zoë García", "José Lee", "Olivia O'Neil"]
+    cities = ["New York, NY", "São Paulo", "Zürich", "Portland, OR", "Tokyo"]
+    return [
+        [
+            str(i),
+            names[i % 5],
+            f"{names[i % 5].split()[0].lower()}.{i}@mail.example.com",
+            f"{(i * 7919) % 1_000_000 / 100:.2f}",
+            f"20{10 + i % 15}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+            cities[i % 5],
+            ["no comment", 'say "hi"', "call back, after 5pm", ""][i % 4],
+            str(i % 2 == 0).lower(),
+        ]
+        for i in range(1, count + 1)
+    ]
+
+
+def test_a_compressing_cipher_seals_fewer_bytes_that_any_cipher_opens() -> None:
+    rows = _bench_like_rows(2000)
+    plain = RowCipher(DATA_KEY, DATASET, attempt=2)
+    packed = RowCipher(DATA_KEY, DATASET, attempt=2, compress=True)
+    assert packed.block_target_bytes == 2 * plain.block_target_bytes == 2 * BLOCK_TARGET_BYTES
+    sealed = packed.seal_blocks(1, rows)
+    # Twice the text a block, in about the room an uncompressed block takes.
+    assert sealed[1].step == min(64, 2 * plain.seal_blocks(1, rows)[1].step)
+    stored = sum(map(len, sealed[2]))
+    assert stored * 2 < sum(map(len, plain.seal_blocks(1, rows)[2]))
+    assert _open_blocks(plain, sealed) == _open_blocks(packed, sealed) == rows
+    unpacked = plain.seal_blocks(1, rows)
+    assert _open_blocks(packed, unpacked) == rows
+
+
+@pytest.mark.skipif(not FAST_AVAILABLE, reason="C fast path not built (CI fails on this)")
+def test_compressed_blocks_of_the_c_parser_fit_two_to_a_page() -> None:
+    cipher = RowCipher(DATA_KEY, DATASET, attempt=1, compress=True)
+    rows = _bench_like_rows(4000)
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([["c"] * 8, *rows])
+    fast = FastBlocks(
+        iter([text.getvalue().encode()]),
+        delimiter=",",
+        width=8,
+        limits=CsvLimits(),
+        block_bytes=cipher.block_target_bytes,
+    )
+    assert fast.skip_header(["c"] * 8)
+    got = fast.read(4000)
+    assert got is not None
+    assert set(got[1][:-1]) == {64}  # BLOCK_MAX_ROWS of ~90-byte rows
+    prefix, starts, ciphertexts = cipher.seal_grid_blocks(1, *got)
+    sizes = [TUPLE_OVERHEAD + len(prefix) + len(c) for c in ciphertexts]
+    assert max(sizes) <= PAGE_ROOM_FOR_TWO
+    opened = [cipher.decrypt_block(s, prefix + c) for s, c in zip(starts, ciphertexts, strict=True)]
+    assert [row for block in opened for row in block] == rows
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "why"),
+    [
+        (b"\x04", "does not decompress"),  # no size, no payload
+        (b"\x04\x10\x00\x00\x00garbage", "does not decompress"),
+        (b"\x04" + lz4.block.compress(b""), "empty or compressed"),
+        (b"\x04" + lz4.block.compress(b"\x04" + lz4.block.compress(grid_block([ROW]) or b"")),
+         "empty or compressed"),
+    ],
+)  # fmt: skip
+def test_a_compressed_block_that_does_not_open_to_a_block_is_refused(
+    cipher: RowCipher, plaintext: bytes, why: str
+) -> None:
+    with pytest.raises(ValueError, match=why):
+        block_rows(plaintext)
+    # Sealed as this version seals a block, so authentication passes and the plaintext's
+    # own shape is what is checked.
+    prefix, starts, _ = cipher.seal_grid_blocks(7, [grid_block([ROW]) or b""], [1])
+    blob = prefix + cipher._seal(starts, [plaintext])[0]
+    with pytest.raises(RowDecryptError, match="block at row 7: decrypted block is malformed"):
+        cipher.decrypt_block(7, blob)
+
+
+def test_a_compressed_block_of_an_unknown_format_is_refused(cipher: RowCipher) -> None:
+    plaintext = b"\x04" + lz4.block.compress(b"\x09abc")
+    with pytest.raises(UnknownFormat):
+        block_rows(plaintext)

@@ -4,9 +4,11 @@ and a file the fast path hands over mid-way ends exactly as the reference reader
 from __future__ import annotations
 
 import pytest
+from django.db.models import Sum
+from django.db.models.functions import Length
 
 from csvault.csvio.fastcsv import FAST_AVAILABLE
-from csvault.datasets.models import Dataset
+from csvault.datasets.models import Dataset, ProcessedData
 from csvault.pipeline.ingest import dataset_ingest
 from tests.csvdata import to_csv, tricky_rows
 from tests.helpers import ingest, stored_rows, upload
@@ -19,13 +21,46 @@ pytestmark = [
 ROWS = tricky_rows(5000)
 
 
+def stored_bytes(dataset_id) -> int:
+    blocks = ProcessedData.objects.filter(dataset_id=dataset_id)
+    return blocks.aggregate(total=Sum(Length("data")))["total"]
+
+
+@pytest.mark.parametrize("compress", [True, False])
 @pytest.mark.parametrize("fast", [True, False])
-def test_both_readers_store_the_same_rows(api, settings, fast) -> None:
+def test_both_readers_store_the_same_rows(api, settings, fast, compress) -> None:
     settings.CSVAULT_FAST_CSV = fast
+    settings.CSVAULT_COMPRESS_ROWS = compress
     settings.CSVAULT_INGEST_BATCH_ROWS = 1000
-    dataset_id = ingest(upload(api, to_csv(ROWS)))
+    data = to_csv(ROWS)
+    dataset_id = ingest(upload(api, data))
     assert Dataset.objects.get(id=dataset_id).status == "completed"
     assert stored_rows(dataset_id) == list(enumerate(ROWS, start=1))
+    # These rows compress about 2.5x (LZ4); uncompressed, the blocks hold about the
+    # file's text plus 33 bytes each.
+    if compress:
+        assert stored_bytes(dataset_id) < len(data) * 0.6
+    else:
+        assert stored_bytes(dataset_id) > len(data) * 0.9
+
+
+def test_a_resumed_ingest_with_the_other_setting_stores_both_kinds_of_block(api, settings) -> None:
+    settings.CSVAULT_INGEST_BATCH_ROWS = 1000
+    response = upload(api, to_csv(ROWS))
+    dataset_id = response.json()["id"]
+    ingest(response)  # compressed, as by default
+    ProcessedData.objects.filter(dataset_id=dataset_id, row_number__gt=2000).delete()
+    Dataset.objects.filter(id=dataset_id).update(status="queued", rows_processed=2000)
+    settings.CSVAULT_COMPRESS_ROWS = False
+    assert dataset_ingest(dataset_id=dataset_id).status == "completed"
+    assert stored_rows(dataset_id) == list(enumerate(ROWS, start=1))
+    blocks = ProcessedData.objects.filter(dataset_id=dataset_id).annotate(size=Length("data"))
+    sizes = dict(blocks.values_list("row_number", "size"))
+    # Blocks of 62-64 of these ~60-byte rows either way: 2,000 rows compressed (about
+    # 2.5x), 3,000 not.
+    before = [size for start, size in sizes.items() if start <= 2000]
+    after = [size for start, size in sizes.items() if start > 2000]
+    assert sum(after) / len(after) > 1.8 * sum(before) / len(before)
 
 
 def test_a_row_the_fast_path_declines_is_read_by_the_reference_reader(api, settings) -> None:
@@ -63,8 +98,6 @@ def test_a_resumed_ingest_skips_exactly_the_committed_rows(api, settings, fast) 
     ingest(response)
     # As a run that died after committing 2,100 rows would leave it.
     dataset = Dataset.objects.get(id=dataset_id)
-    from csvault.datasets.models import ProcessedData
-
     ProcessedData.objects.filter(dataset_id=dataset_id, row_number__gt=2100).delete()
     Dataset.objects.filter(id=dataset_id).update(status="queued", rows_processed=2100)
     assert dataset_ingest(dataset_id=dataset.id).status == "completed"
