@@ -217,10 +217,12 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 
 @pytest.fixture(autouse=True)
 def _purge_session_queues(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tasks a transactional test queued (on commit) must not reach the next test's
-    worker: empty the session's queues after each such test (workers are stopped by then)."""
+    """Tasks a test queued (an upload queues its scan, on commit or at once) must not
+    reach a later test's worker: empty the session's queues after each test that used
+    the database (workers are stopped by then)."""
     yield
-    if "transactional_db" not in request.fixturenames:
+    uses_db = request.node.get_closest_marker("django_db") is not None
+    if not uses_db and not {"db", "transactional_db"} & set(request.fixturenames):
         return
     from config.celery import all_queues, app
 
