@@ -87,6 +87,8 @@ def _timed(label: str, rows: int, fn: Callable[[], object], repeat: int) -> floa
 
 
 def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> None:
+    from django.conf import settings
+
     from csvault.crypto.rows import RowCipher
     from csvault.crypto.stream import StreamEncryptor, decrypt_stream
     from csvault.csvio.reader import open_csv
@@ -95,7 +97,7 @@ def stages(csv_file: Path, rows: int, batch: int, repeat: int, gc_off: bool) -> 
     key, dataset = secrets.token_bytes(32), uuid.uuid4()
     encryptor = StreamEncryptor(key, dataset)
     stored = encryptor.update(csv_file.read_bytes()) + encryptor.finalize()
-    cipher = RowCipher(key, dataset, 1)
+    cipher = RowCipher(key, dataset, 1, compress=settings.CSVAULT_COMPRESS_ROWS)
 
     def chunks() -> Iterator[bytes]:
         source = io.BytesIO(stored)
@@ -185,6 +187,7 @@ def pg_side(csv_file: Path, rows: int) -> None:
     """PostgreSQL's own cost per row: the same binary COPY stream of encrypted rows into
     the real (partitioned, primary-keyed) table, a plain table with the same primary key,
     and a plain table without any index; CPU of the backend from /proc."""
+    from django.conf import settings
     from django.db import connection
 
     from csvault.crypto.rows import RowCipher
@@ -199,7 +202,9 @@ def pg_side(csv_file: Path, rows: int) -> None:
     def stream(dataset: uuid.UUID, max_rows: int) -> bytes:
         """The COPY stream of the file's rows sealed in blocks of at most ``max_rows``
         (1: one row per tuple, the layout before blocks)."""
-        cipher = RowCipher(secrets.token_bytes(32), dataset, 1)
+        cipher = RowCipher(
+            secrets.token_bytes(32), dataset, 1, compress=settings.CSVAULT_COMPRESS_ROWS
+        )
         parts, first = [_PG_COPY_HEADER], 1
         with open(csv_file, "rb") as fh:
             for part in _batches(open_csv(iter(lambda: fh.read(1 << 20), b"")), 4096):

@@ -14,8 +14,9 @@ Two blob layouts share one row key and one nonce scheme::
   dataset and first row it was written for, and says how many rows it holds.
 
 Why blocks: PostgreSQL spends about 2 µs per stored tuple on its primary-key entry and
-tuple overhead, more than a raw COPY spends on a whole row; one tuple per ~4 KB of rows
-divides that by the rows per block (docs/performance.md). Every row is still encrypted
+tuple overhead, more than a raw COPY spends on a whole row; one tuple per block of up to
+64 rows (about 4 KB stored, of up to 8 KB of text compressed first) divides that by the
+rows per block (docs/performance.md). Every row is still encrypted
 and authenticated; a reader decrypts the few blocks around the rows it wants.
 
 Why nonces cannot repeat: every dataset has its own random 32-byte data key, and the row
@@ -49,6 +50,7 @@ from csvault.crypto.keyring import derive_subkey
 from csvault.csvio.blocks import (
     BLOCK_FORMATS,
     BLOCK_MAX_ROWS,
+    BLOCK_MAX_STORED_BYTES,
     BLOCK_TARGET_BYTES,
     COMPRESSED_BLOCK_TARGET_BYTES,
     UnknownFormat,
@@ -59,6 +61,7 @@ from csvault.csvio.blocks import (
     row_list_block,
     row_plaintext,
     row_values,
+    split_grid,
 )
 
 __all__ = ["ROW_FORMAT_VERSION", "RowCipher", "RowDecryptError"]
@@ -204,7 +207,7 @@ class RowCipher:
         starts = range(first_row_number, last + 1, per)
         blocks = (rows[offset : offset + per] for offset in range(0, count, per))
         plaintexts = [grid_block(block) or row_list_block(block) for block in blocks]
-        return self._block_header, starts, self._seal(starts, plaintexts)
+        return self._block_header, starts, self._seal(starts, self._stored(plaintexts))
 
     def seal_grid_blocks(
         self, first_row_number: int, plaintexts: Sequence[bytes], counts: Sequence[int]
@@ -213,7 +216,10 @@ class RowCipher:
 
         ``plaintexts[i]`` must be a grid plaintext (:func:`grid_block`) of ``counts[i]``
         rows; the blocks hold consecutive rows from ``first_row_number`` on. Returns
-        ``(prefix, starts, ciphertexts)`` as :meth:`seal_blocks` does.
+        ``(prefix, starts, ciphertexts)`` as :meth:`seal_blocks` does; a block whose
+        sealed plaintext would be over ``BLOCK_MAX_STORED_BYTES`` (wide rows that do not
+        compress) is sealed as two or more blocks, so there may be more starts than
+        plaintexts.
         """
         if not plaintexts:
             return self._block_header, [], []
@@ -228,16 +234,45 @@ class RowCipher:
         # blocks at one start would share a nonce.
         if any(c < 1 or grid_row_count(p) != c for p, c in zip(plaintexts, counts, strict=True)):
             raise ValueError("seal_grid_blocks takes grid plaintexts of their counts' rows")
-        return self._block_header, starts, self._seal(starts, plaintexts)
+        stored = self._stored(plaintexts)
+        if max(map(len, stored)) > BLOCK_MAX_STORED_BYTES:
+            starts, stored = self._fit(starts, plaintexts, counts)
+        return self._block_header, starts, self._seal(starts, stored)
 
-    def _seal(self, starts: Sequence[int], plaintexts: Sequence[bytes]) -> list[bytes]:
-        """AES-256-GCM of each block plaintext (compressed first if this cipher compresses)
-        under its start's nonce and associated data."""
+    def _stored(self, plaintexts: Sequence[bytes]) -> list[bytes]:
+        """The block plaintexts as sealed: compressed if this cipher compresses."""
         if self._compress:
-            plaintexts = list(map(compressed_block, plaintexts))
+            return list(map(compressed_block, plaintexts))
+        return list(plaintexts)
+
+    def _fit(
+        self, starts: Sequence[int], plaintexts: Sequence[bytes], counts: Sequence[int]
+    ) -> tuple[list[int], list[bytes]]:
+        """Starts and stored plaintexts of grid blocks, each block of two rows or more
+        whose stored form is over ``BLOCK_MAX_STORED_BYTES`` cut in two by rows, again
+        until it fits or holds one row. The blocks still hold consecutive rows, each
+        starting at its own row number."""
+        fitted_starts: list[int] = []
+        fitted: list[bytes] = []
+        pending = list(zip(starts, plaintexts, counts, strict=True))[::-1]
+        while pending:
+            start, plaintext, count = pending.pop()
+            (stored,) = self._stored([plaintext])
+            if len(stored) > BLOCK_MAX_STORED_BYTES and count > 1:
+                first, first_count, second, second_count = split_grid(plaintext)
+                pending.append((start + first_count, second, second_count))
+                pending.append((start, first, first_count))
+                continue
+            fitted_starts.append(start)
+            fitted.append(stored)
+        return fitted_starts, fitted
+
+    def _seal(self, starts: Sequence[int], stored: Sequence[bytes]) -> list[bytes]:
+        """AES-256-GCM of each stored block plaintext under its start's nonce and
+        associated data."""
         nonces = map(_NONCE.pack, repeat(self._attempt), starts)
         associated = map(self._block_ad_pack, repeat(self._block_ad_prefix), starts)
-        return list(map(self._encrypt, nonces, plaintexts, associated))
+        return list(map(self._encrypt, nonces, stored, associated))
 
     def decrypt_block(
         self, first_row_number: int, blob: bytes | bytearray | memoryview
@@ -271,6 +306,8 @@ class RowCipher:
             raise RowDecryptError(f"{where}: unknown block encoding {plaintext[0]}")
         try:
             return block_rows(plaintext)
+        except UnknownFormat as error:  # inside a compressed block
+            raise RowDecryptError(f"{where}: unknown block encoding {error.args[0]}") from None
         except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
             raise RowDecryptError(f"{where}: decrypted block is malformed") from None
 

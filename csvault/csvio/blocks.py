@@ -40,6 +40,7 @@ import lz4.block
 __all__ = [
     "BLOCK_FORMATS",
     "BLOCK_MAX_ROWS",
+    "BLOCK_MAX_STORED_BYTES",
     "BLOCK_TARGET_BYTES",
     "COMPRESSED_BLOCK_TARGET_BYTES",
     "GRID_FORMAT",
@@ -52,6 +53,7 @@ __all__ = [
     "row_list_block",
     "row_plaintext",
     "row_values",
+    "split_grid",
 ]
 
 # A block holds at most this many rows (readers look this far back for a row's block)
@@ -65,9 +67,17 @@ __all__ = [
 # (docs/performance.md, "Two ingests at once").
 BLOCK_MAX_ROWS = 64
 BLOCK_TARGET_BYTES = 3840
-# A block that is compressed aims at twice the text: CSV text compresses 2-3x, so its
-# tuple still fits two to a page. Rows of up to about 120 bytes fill the 64 rows first.
+# A block that is compressed aims at twice the text: CSV text compresses 2-3x with LZ4,
+# and from about 1.9x on its tuple still fits two to a page (text that compresses less
+# fills about a page per block, as uncompressed blocks do). Rows of up to about 120
+# bytes fill the 64 rows first.
 COMPRESSED_BLOCK_TARGET_BYTES = 2 * BLOCK_TARGET_BYTES
+# The largest sealed plaintext (compressed or not) a block of two rows or more keeps:
+# its tuple then stays under toast_tuple_target (8,160 bytes with the tuple header), so
+# PostgreSQL stores it inline, without trying to compress it or moving it out of line.
+# The cipher cuts a longer grid block in two by rows (split_grid): wide rows of text
+# that does not compress, where the parser's target is passed by up to one row.
+BLOCK_MAX_STORED_BYTES = 8000
 
 _FORMAT_SEPARATED = 0x00
 _FORMAT_SEPARATED_BYTE = bytes([_FORMAT_SEPARATED])
@@ -152,6 +162,22 @@ def grid_row_count(plaintext: bytes) -> int | None:
     if len(plaintext) < GRID_HEADER.size or plaintext[0] != GRID_FORMAT:
         return None
     return int.from_bytes(plaintext[1:5], "big")
+
+
+def split_grid(plaintext: bytes) -> tuple[bytes, int, bytes, int]:
+    """A grid plaintext of two rows or more cut in two by rows: ``(first, its row count,
+    second, its row count)``, the first half rounded down. Values hold no NUL (nor does
+    UTF-8 outside U+0000), so the separators are found with ``bytes.index``."""
+    _, count, width = GRID_HEADER.unpack_from(plaintext)
+    if count < 2:
+        raise ValueError("a grid block of one row cannot be split")
+    half = count // 2
+    position = GRID_HEADER.size
+    for _ in range(half * width):
+        position = plaintext.index(b"\x00", position) + 1
+    first = GRID_HEADER.pack(GRID_FORMAT, half, width) + plaintext[GRID_HEADER.size : position - 1]
+    second = GRID_HEADER.pack(GRID_FORMAT, count - half, width) + plaintext[position:]
+    return first, half, second, count - half
 
 
 def row_list_block(rows: Sequence[Sequence[str]]) -> bytes:

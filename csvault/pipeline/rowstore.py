@@ -3,8 +3,8 @@
 Rows are stored in blocks (``RowCipher.seal_blocks``): one ``ProcessedData`` tuple per
 block of consecutive rows, keyed by the dataset and the block's first row number. On
 PostgreSQL a tuple costs about 2 µs of primary-key and tuple overhead whatever its size,
-more than a raw COPY spends on a whole row; blocks of ~4 KB divide that by ~30
-(docs/performance.md).
+more than a raw COPY spends on a whole row; blocks of up to 64 rows divide that by
+30-64 (docs/performance.md).
 
 PostgreSQL gets binary ``COPY``; SQLite gets ``executemany`` in the caller's
 transaction. The ingest prepares a batch with :func:`rows_batch` and

@@ -142,8 +142,10 @@ def test_no_verdict_sends_it_back_to_the_scan_and_the_ingest_resumes(worker_fact
     # The second scan detected the format again, as the first did; nothing was given.
     assert (dataset.encoding, dataset.encoding_detected) == ("utf-8", True)
     assert (dataset.delimiter, dataset.delimiter_detected) == (",", True)
-    # The line is logged after the commit that made the dataset completed.
+    # The line is logged after the commit that made the dataset completed; counted once
+    # the worker has stopped, so that a second one would be seen.
     worker.wait_for_log(f"ingest of {dataset_id} completed")
+    worker.stop()
     assert worker.log_count(f"ingest of {dataset_id} completed") == 1
     assert_rows_exactly(dataset_id, rows)
 
