@@ -506,3 +506,7 @@ def test_a_compressed_block_of_an_unknown_format_is_refused(cipher: RowCipher) -
     plaintext = b"\x04" + lz4.block.compress(b"\x09abc")
     with pytest.raises(UnknownFormat):
         block_rows(plaintext)
+    prefix, starts, _ = cipher.seal_grid_blocks(7, [grid_block([ROW]) or b""], [1])
+    blob = prefix + cipher._seal(starts, [plaintext])[0]
+    with pytest.raises(RowDecryptError, match="block at row 7: unknown block encoding 9"):
+        cipher.decrypt_block(7, blob)
