@@ -236,7 +236,7 @@ class RowCipher:
             raise ValueError("seal_grid_blocks takes grid plaintexts of their counts' rows")
         stored = self._stored(plaintexts)
         if max(map(len, stored)) > BLOCK_MAX_STORED_BYTES:
-            starts, stored = self._fit(starts, plaintexts, counts)
+            starts, stored = self._fit(starts, plaintexts, counts, stored)
         return self._block_header, starts, self._seal(starts, stored)
 
     def _stored(self, plaintexts: Sequence[bytes]) -> list[bytes]:
@@ -246,25 +246,30 @@ class RowCipher:
         return list(plaintexts)
 
     def _fit(
-        self, starts: Sequence[int], plaintexts: Sequence[bytes], counts: Sequence[int]
+        self,
+        starts: Sequence[int],
+        plaintexts: Sequence[bytes],
+        counts: Sequence[int],
+        stored: Sequence[bytes],
     ) -> tuple[list[int], list[bytes]]:
-        """Starts and stored plaintexts of grid blocks, each block of two rows or more
-        whose stored form is over ``BLOCK_MAX_STORED_BYTES`` cut in two by rows, again
-        until it fits or holds one row. The blocks still hold consecutive rows, each
-        starting at its own row number."""
+        """Starts and stored plaintexts of grid blocks (``stored``: their stored forms),
+        each block of two rows or more whose stored form is over
+        ``BLOCK_MAX_STORED_BYTES`` cut in two by rows, again until it fits or holds one
+        row; only the halves are compressed anew. The blocks still hold consecutive
+        rows, each starting at its own row number."""
         fitted_starts: list[int] = []
         fitted: list[bytes] = []
-        pending = list(zip(starts, plaintexts, counts, strict=True))[::-1]
+        pending = list(zip(starts, plaintexts, counts, stored, strict=True))[::-1]
         while pending:
-            start, plaintext, count = pending.pop()
-            (stored,) = self._stored([plaintext])
-            if len(stored) > BLOCK_MAX_STORED_BYTES and count > 1:
+            start, plaintext, count, sealed = pending.pop()
+            if len(sealed) > BLOCK_MAX_STORED_BYTES and count > 1:
                 first, first_count, second, second_count = split_grid(plaintext)
-                pending.append((start + first_count, second, second_count))
-                pending.append((start, first, first_count))
+                first_sealed, second_sealed = self._stored([first, second])
+                pending.append((start + first_count, second, second_count, second_sealed))
+                pending.append((start, first, first_count, first_sealed))
                 continue
             fitted_starts.append(start)
-            fitted.append(stored)
+            fitted.append(sealed)
         return fitted_starts, fitted
 
     def _seal(self, starts: Sequence[int], stored: Sequence[bytes]) -> list[bytes]:
